@@ -1,0 +1,49 @@
+# The verbs of imgload-benchmarks. `make bench` and `make test` bootstrap everything.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+ASV    := $(BIN)/asv
+STAMP  := $(VENV)/.installed
+# extra arguments for asv run, e.g. ASV_ARGS='-b SmallImages'
+ASV_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: bench quick test data machine publish preview clean venv
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,test]'
+	touch $@
+
+venv: $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/python -m imgload data prepare synthetic-cifar10
+	$(BIN)/python -m imgload data prepare synthetic-large
+
+machine: $(STAMP)
+	$(ASV) machine --yes > /dev/null
+
+# every library stack of asv.conf.json, then the HTML site
+bench: data machine
+	$(ASV) run --show-stderr HEAD^! $(ASV_ARGS)
+	$(ASV) publish
+	@echo "results: .asv/results   site: .asv/html/index.html   (make preview serves it)"
+
+# the whole grid once, in .venv's own stack: a smoke run, nothing saved
+quick: data machine
+	$(ASV) run --quick --dry-run --show-stderr -E existing:$(CURDIR)/$(BIN)/python $(ASV_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+publish: $(STAMP)
+	$(ASV) publish
+
+preview: $(STAMP)
+	$(ASV) preview
+
+# results and environments go; prepared data stays (rm -rf .data to drop it)
+clean:
+	rm -rf .asv/env .asv/html .asv/results .asv/envinfo

@@ -1,0 +1,57 @@
+"""Pickle and .npy files -> ndarrays: per-image files and whole CIFAR batches."""
+
+from imgload import suite
+from imgload.decoders import ARRAY_LOADERS
+from imgload.execution import EXECUTIONS
+
+
+class ArrayFiles:
+    """One 32x32x3 array per file, as ndarray.dump (p2), pickle protocol 5 or np.save wrote it."""
+
+    params = (list(ARRAY_LOADERS), ["pickle-p2", "pickle-p5", "npy"], list(EXECUTIONS), list(suite.CACHES))
+    param_names = ["loader", "format", "execution", "cache"]
+    number = 1
+    warmup_time = 0
+    repeat = 4
+    rounds = 2
+    timeout = 300
+
+    def setup_cache(self):
+        return suite.prepare(suite.small_dataset())
+
+    setup_cache.timeout = 600
+
+    def setup(self, root, loader, fmt, execution, cache):
+        self.load = suite.FileLoad(root, fmt, loader, execution, cache)
+
+    def teardown(self, root, loader, fmt, execution, cache):
+        self.load.close()
+
+    def time_load(self, root, loader, fmt, execution, cache):
+        self.load()
+
+
+class CifarBatch:
+    """One whole batch (10,000 images) -> (N, 32, 32, 3): the official pickle or one .npy."""
+
+    params = (["pickle", "npy"], list(suite.CACHES))
+    param_names = ["format", "cache"]
+    number = 1
+    warmup_time = 0
+    repeat = 6
+    rounds = 2
+    timeout = 300
+
+    def setup_cache(self):
+        return suite.prepare(suite.small_dataset())
+
+    setup_cache.timeout = 600
+
+    def setup(self, root, fmt, cache):
+        self.load = suite.BatchLoad(root, fmt, cache)
+
+    def time_load(self, root, fmt, cache):
+        self.load()
+
+    def peakmem_load(self, root, fmt, cache):
+        self.load()

@@ -1,0 +1,70 @@
+"""python -m imgload ...: prepare and inspect datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import datasets
+
+
+def _prepare(args) -> int:
+    log = (lambda msg: print(f"imgload: {msg}", file=sys.stderr)) if not args.quiet else None
+    path = datasets.prepare(args.name, args.data_dir, log=log)
+    print(path)
+    return 0
+
+
+def _list(args) -> int:
+    for path in sorted(datasets.MANIFESTS.glob("*.toml")):
+        m = datasets.manifest(path)
+        print(f"{m.name:24} {m.description}")
+    return 0
+
+
+def _info(args) -> int:
+    m = datasets.manifest(args.name)
+    target = datasets.data_root(args.data_dir) / m.name
+    if not datasets.is_complete(target, m):
+        print(f"imgload: error: {m.name} is not prepared in {target.parent}; run: python -m imgload data prepare {m.name}", file=sys.stderr)
+        return 2
+    index = datasets.load_index(target)
+    shape = "x".join(map(str, index["shape"]))
+    print(f"{m.name}: {index['count']} images ({index['train']} train, {index['test']} test), {shape}, at {target}")
+    print(f"prepared in {index.get('prepare_seconds', '?')} s")
+    print(f"{'format':10} {'files':>7} {'mean bytes':>11} {'total MB':>9}")
+    for fmt, s in index["formats"].items():
+        print(f"{fmt:10} {s['count']:7d} {s['mean_bytes']:11.1f} {s['total_bytes'] / 1e6:9.1f}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m imgload", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="prepare and inspect datasets").add_subparsers(dest="action", required=True)
+
+    prep = data.add_parser("prepare", help="fetch or generate, then materialize; prints the prepared path")
+    prep.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT, help="dataset name or manifest path")
+    prep.add_argument("--data-dir", help="default: $IMGLOAD_DATA_DIR, else .data/ in the repository")
+    prep.add_argument("-q", "--quiet", action="store_true")
+    prep.set_defaults(func=_prepare)
+
+    data.add_parser("list", help="datasets with a manifest in datasets/").set_defaults(func=_list)
+
+    info = data.add_parser("info", help="counts and mean file size per format of a prepared set")
+    info.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
+    info.add_argument("--data-dir")
+    info.set_defaults(func=_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except datasets.DatasetError as e:
+        print(f"imgload: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgload: interrupted; the next prepare starts over cleanly", file=sys.stderr)
+        return 130

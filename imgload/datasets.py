@@ -1,0 +1,330 @@
+"""Dataset manifests -> prepared, verified folders that every environment reads.
+
+    <data dir>/<name>/           prepared set: <fmt>/ folders, batches/, index.json,
+                                 SHA256SUMS, and COMPLETE (written last)
+    <data dir>/sources/<name>/   source batches (generated, or unpacked downloads)
+    <data dir>/.locks/<name>.lock
+
+A set is used only when COMPLETE holds the digest of its manifest; anything else is
+rebuilt in a partial folder beside it and moved into place with one rename, under an
+exclusive lock, so concurrent prepares (asv runs setup_cache once per environment)
+and interrupted ones never expose a half-written set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import cifar, materialize, synthetic
+
+REPO = Path(__file__).resolve().parent.parent
+MANIFESTS = REPO / "datasets"
+SMALL_DEFAULT = "synthetic-cifar10"
+LARGE_DEFAULT = "synthetic-large"
+MARKER = "COMPLETE"
+FORMAT_VERSION = 1  # bump when the prepared layout changes: old sets are then rebuilt
+
+
+class DatasetError(RuntimeError):
+    """A one-line, user-facing reason a dataset cannot be prepared or used."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    description: str
+    licence: str
+    layout: str  # "cifar-python" or "arrays"
+    formats: tuple[str, ...]
+    source: dict
+    sample: int  # images each timed call loads in the default profile
+    batches: bool = False
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps({"v": FORMAT_VERSION, "manifest": self.raw}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def manifest(name_or_path: str | os.PathLike) -> Manifest:
+    """A manifest by name (datasets/<name>.toml) or by path to a .toml file."""
+    text = str(name_or_path)
+    path = Path(text) if text.endswith(".toml") else MANIFESTS / f"{text}.toml"
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in MANIFESTS.glob("*.toml")))
+        raise DatasetError(f"no dataset manifest {path} (known datasets: {known})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise DatasetError(f"{path}: invalid TOML: {e}") from None
+    try:
+        formats = tuple(raw["formats"])
+        unknown = set(formats) - set(materialize.FORMATS)
+        if unknown:
+            raise DatasetError(f"{path}: unknown formats {sorted(unknown)}")
+        return Manifest(
+            name=raw["name"],
+            description=raw.get("description", ""),
+            licence=raw.get("licence", ""),
+            layout=raw["layout"],
+            formats=formats,
+            source=dict(raw["source"]),
+            sample=int(raw["sample"]["default"]),
+            batches=bool(raw.get("batches", False)),
+            raw=raw,
+        )
+    except KeyError as e:
+        raise DatasetError(f"{path}: missing key {e}") from None
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    return Path(data_dir or os.environ.get("IMGLOAD_DATA_DIR") or REPO / ".data").resolve()
+
+
+def is_complete(target: Path, m: Manifest) -> bool:
+    try:
+        return (target / MARKER).read_text().strip() == m.digest and (target / "index.json").is_file()
+    except OSError:
+        return False
+
+
+def load_index(target: Path) -> dict:
+    return json.loads((Path(target) / "index.json").read_text())
+
+
+# ---------------------------------------------------------------- preparing
+
+
+def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None, log=None) -> Path:
+    """Path of the prepared dataset, building it first if needed (idempotent, locked)."""
+    m = manifest(dataset)
+    root = data_root(data_dir)
+    target = root / m.name
+    if is_complete(target, m):
+        return target
+    _ensure_writable(root)
+    with _locked(root / ".locks" / f"{m.name}.lock"):
+        if is_complete(target, m):  # another process finished while we waited
+            return target
+        _discard(target)
+        for stale in root.glob(f".{m.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        started = time.perf_counter()
+        train, test, batch_sources = _source_arrays(m, root, log)
+        partial = root / f".{m.name}.partial-{os.getpid()}"
+        _build(m, partial, train, test, batch_sources, log)
+        index = load_index(partial)
+        index["prepare_seconds"] = round(time.perf_counter() - started, 2)
+        _write_synced(partial / "index.json", json.dumps(index, indent=1))
+        _write_synced(partial / MARKER, m.digest + "\n")
+        os.replace(partial, target)
+        _fsync_dir(root)
+    return target
+
+
+def _ensure_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / ".locks").mkdir(exist_ok=True)
+        probe = root / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DatasetError(f"data dir {root} is not writable ({e.strerror}); set IMGLOAD_DATA_DIR") from None
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if we are killed
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _discard(target: Path) -> None:
+    """Remove an incomplete or outdated set: rename first, so no half-deleted set keeps its name."""
+    if target.exists():
+        doomed = target.with_name(f".{target.name}.partial-discard-{os.getpid()}")
+        os.replace(target, doomed)
+        shutil.rmtree(doomed)
+
+
+def _source_arrays(m: Manifest, root: Path, log):
+    """(train, test, batch_sources) for the manifest's source and layout."""
+    kind = m.source.get("kind")
+    if kind != "synthetic":
+        raise DatasetError(f"dataset {m.name}: source kind {kind!r} is not supported")
+    seed, shape = int(m.source["seed"]), tuple(m.source["shape"])
+    n_train, n_test = int(m.source["train"]), int(m.source.get("test", 0))
+    _say(log, f"generating {n_train + n_test} synthetic {shape[0]}x{shape[1]} images (seed {seed})")
+    images = synthetic.images(seed, n_train + n_test, shape)
+    labels = synthetic.labels(seed, n_train + n_test)
+    names = [f"synthetic_{i:05d}.png" for i in range(n_train + n_test)]
+    train = cifar.Split(images[:n_train], labels[:n_train], names[:n_train])
+    test = cifar.Split(images[n_train:], labels[n_train:], names[n_train:])
+    if m.layout == "arrays":
+        return train, test, {}
+    if m.layout != "cifar-python":
+        raise DatasetError(f"dataset {m.name}: unknown layout {m.layout!r}")
+    # Write the batches exactly as the official archive lays them out, then read them back
+    # through the same reader the real CIFAR-10 goes through.
+    src = root / "sources" / m.name
+    if not (src / cifar.FOLDER / cifar.TEST_BATCH).is_file():
+        partial = root / "sources" / f".{m.name}.partial-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        cifar.write(partial / cifar.FOLDER, train, test)
+        shutil.rmtree(src, ignore_errors=True)
+        os.replace(partial, src)
+    return _read_cifar(src / cifar.FOLDER)
+
+
+def _read_cifar(folder: Path):
+    train, test = cifar.read(folder)
+    batch_sources, start = {}, 0
+    for name, size in zip(cifar.TRAIN_BATCHES, train.batch_sizes):
+        batch_sources[name] = (folder / name, train.images[start : start + size])
+        start += size
+    batch_sources[cifar.TEST_BATCH] = (folder / cifar.TEST_BATCH, test.images)
+    return train, test, batch_sources
+
+
+def _build(m: Manifest, partial: Path, train, test, batch_sources, log) -> None:
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    images = np.concatenate([train.images, test.images]) if len(test.images) else train.images
+    _say(log, f"writing {len(images)} images as {', '.join(m.formats)} into {partial.parent}")
+    files = materialize.write_files(images, partial, m.formats)
+    batches = materialize.write_batches(partial, batch_sources) if m.batches else {}
+    width = materialize.stem_width(len(images))
+    _write_synced(partial / "SHA256SUMS", "\n".join(materialize.checksum_lines(files, width)) + "\n")
+    index = {
+        "name": m.name,
+        "description": m.description,
+        "licence": m.licence,
+        "layout": m.layout,
+        "manifest_digest": m.digest,
+        "count": len(images),
+        "train": len(train.images),
+        "test": len(test.images),
+        "shape": list(images.shape[1:]),
+        "stem_width": width,
+        "sample": m.sample,
+        "labels": [int(x) for x in np.concatenate([train.labels, test.labels])],
+        "filenames": list(train.filenames) + list(test.filenames),
+        "formats": {fmt: _size_summary(fmt, info["sizes"]) for fmt, info in files.items()},
+        "batches": batches,
+        "encoding": {
+            "jpeg": {"quality": materialize.JPEG_QUALITY, "subsampling": materialize.JPEG_SUBSAMPLING},
+            "png": {"compress_level": materialize.PNG_COMPRESS_LEVEL},
+            "pickle-p2": "pickle protocol 2 of the ndarray (what ndarray.dump writes)",
+            "pickle-p5": "pickle protocol 5, in-band, rebuilt by the public numpy.ndarray constructor",
+            "npy": "numpy.save",
+            "versions": materialize.encoder_versions(),
+        },
+    }
+    (partial / "index.json").write_text(json.dumps(index, indent=1))
+    _sync_filesystem(partial)  # eviction drops only clean pages: everything must be on disk
+
+
+def _size_summary(fmt: str, sizes: list[int]) -> dict:
+    a = np.asarray(sizes, dtype=np.int64)
+    return {
+        "count": int(a.size),
+        "suffix": materialize.SUFFIX[fmt],
+        "total_bytes": int(a.sum()),
+        "mean_bytes": round(float(a.mean()), 1),
+        "min_bytes": int(a.min()),
+        "max_bytes": int(a.max()),
+    }
+
+
+def _say(log, msg: str) -> None:
+    if log:
+        log(msg)
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """One syncfs() for the filesystem holding `path` (os.sync() where syncfs is missing)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if not hasattr(libc, "syncfs") or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- choosing files
+
+
+def profile() -> str:
+    value = os.environ.get("IMGLOAD_PROFILE", "default")
+    if value not in ("default", "full"):
+        raise DatasetError(f"IMGLOAD_PROFILE={value!r}: expected 'default' or 'full'")
+    return value
+
+
+def sample_indices(index: dict, which: str = "default") -> np.ndarray:
+    """Fixed, evenly spread training-image indices a timed call loads ('full': all of them).
+
+    The last image of the set is never sampled: it primes decoders outside the timing."""
+    pool = min(index["train"], index["count"] - 1)
+    if which == "full":
+        return np.arange(pool)
+    k = min(index["sample"], pool)
+    return np.unique(np.linspace(0, pool - 1, k).round().astype(np.int64))
+
+
+def file_path(root: Path, index: dict, fmt: str, i: int) -> str:
+    if fmt not in index["formats"]:
+        raise DatasetError(f"dataset {index['name']} has no {fmt!r} files (it has {', '.join(index['formats'])})")
+    return str(Path(root) / fmt / f"{i:0{index['stem_width']}d}{index['formats'][fmt]['suffix']}")
+
+
+def sample_files(root: Path, fmt: str, which: str | None = None) -> list[str]:
+    index = load_index(root)
+    return [file_path(root, index, fmt, int(i)) for i in sample_indices(index, which or profile())]
+
+
+def priming_file(root: Path, fmt: str) -> str:
+    index = load_index(root)
+    return file_path(root, index, fmt, index["count"] - 1)
+
+
+def batch_file(root: Path, fmt: str, name: str = cifar.TRAIN_BATCHES[0]) -> str:
+    suffix = {"pickle": "", "npy": ".npy"}[fmt]
+    path = Path(root) / "batches" / fmt / f"{name}{suffix}"
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such batch file (does this dataset have batches?)")
+    return str(path)

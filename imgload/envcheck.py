@@ -1,0 +1,100 @@
+"""Verify an asv environment before it is measured (asv's install_command runs this).
+
+Each stack in asv.conf.json's `include` names itself in env IMGLOAD_STACK; this looks
+that stack's pins up in the config, compares them with what is installed, runs
+`pip check`, and exits non-zero with one line per mismatch, which stops asv from
+measuring the environment. A verified environment leaves a record beside the results.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+
+class EnvCheckError(RuntimeError):
+    pass
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def stack_pins(conf: dict, stack: str) -> dict[str, str]:
+    """The exact `req` pins of the include entry whose env sets IMGLOAD_STACK=stack."""
+    for entry in conf.get("include", []):
+        if entry.get("env", {}).get("IMGLOAD_STACK") == stack:
+            pins = dict(entry.get("req", {}))
+            loose = [k for k, v in pins.items() if not re.fullmatch(r"[0-9][0-9a-zA-Z.+!]*", str(v))]
+            if loose:
+                raise EnvCheckError(f"stack {stack}: pins must be exact versions, not {', '.join(f'{k}={pins[k]!r}' for k in loose)}")
+            return pins
+    raise EnvCheckError(f"no stack {stack!r} in the config's include list")
+
+
+def mismatches(pins: dict[str, str]) -> list[str]:
+    """'package: wanted X, installed Y' for every pin the environment does not hold."""
+    problems = []
+    for name, wanted in sorted(pins.items()):
+        try:
+            installed = metadata.version(_canonical(name))
+        except metadata.PackageNotFoundError:
+            installed = "nothing"
+        if installed != wanted:
+            problems.append(f"{name}: wanted {wanted}, installed {installed}")
+    return problems
+
+
+def pip_check() -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return []
+    return [f"pip check: {line}" for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+def record_path(conf: dict, conf_dir: Path, env_name: str) -> Path:
+    results = Path(conf_dir) / conf.get("results_dir", ".asv/results")
+    return results.parent / "envinfo" / f"{env_name}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    conf_path = Path(argv[0] if argv else "asv.conf.json").resolve()
+    env_name = os.environ.get("ASV_ENV_NAME", "unknown-environment")
+    stack = os.environ.get("IMGLOAD_STACK")
+    try:
+        if not stack:
+            raise EnvCheckError("IMGLOAD_STACK is not set: every include entry must set it in its env")
+        conf = json.loads(conf_path.read_text())
+        pins = stack_pins(conf, stack)
+        problems = mismatches(pins) + pip_check()
+        if problems:
+            raise EnvCheckError("does not match its pins: " + "; ".join(problems))
+    except (EnvCheckError, OSError, json.JSONDecodeError) as e:
+        print(f"imgload: environment {env_name} (stack {stack}): {e}", file=sys.stderr)
+        return 1
+    record = {
+        "stack": stack,
+        "env_name": env_name,
+        "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "pins": pins,
+        "installed": {name: metadata.version(_canonical(name)) for name in pins},
+    }
+    out = record_path(conf, conf_path.parent, env_name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out)
+    print(f"imgload: environment {env_name} (stack {stack}): {len(pins)} pins verified, pip check clean")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

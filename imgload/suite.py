@@ -1,0 +1,66 @@
+"""What the asv benchmark classes share: which dataset, which files, what cache state.
+
+Everything here runs in setup_cache/setup, never inside a timed call: a timed call is
+only Runner.run(files) (or one batch load), the work a user's loader does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import cifar, datasets, pagecache
+from .execution import Runner
+
+CACHES = ("warm", "cold")
+
+
+def small_dataset() -> str:
+    return os.environ.get("IMGLOAD_DATASET", datasets.SMALL_DEFAULT)
+
+
+def large_dataset() -> str:
+    return os.environ.get("IMGLOAD_LARGE_DATASET", datasets.LARGE_DEFAULT)
+
+
+def prepare(dataset: str) -> str:
+    return str(datasets.prepare(dataset))
+
+
+def set_cache(cache: str, files: list[str]) -> None:
+    if cache == "cold":
+        pagecache.make_cold(files)
+    elif cache == "warm":
+        pagecache.make_warm(files)
+    else:
+        raise ValueError(f"unknown cache state {cache!r}; expected one of {CACHES}")
+
+
+class FileLoad:
+    """One timed call: load the profile's sample of `fmt` files with `loader` under `execution`."""
+
+    def __init__(self, root: str, fmt: str, loader: str, execution: str, cache: str):
+        self.files = datasets.sample_files(root, fmt)
+        # The priming decode (a file outside the sample) pays for lazy plugin imports and
+        # library initialisation before any timing, and before pool workers fork.
+        self.runner = Runner(execution, loader, fmt, prime=datasets.priming_file(root, fmt))
+        set_cache(cache, self.files)
+
+    def __call__(self):
+        return self.runner.run(self.files)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class BatchLoad:
+    """One timed call: load one whole CIFAR batch as an (N, 32, 32, 3) array."""
+
+    def __init__(self, root: str, fmt: str, cache: str):
+        import numpy as np
+
+        self.path = datasets.batch_file(root, fmt)
+        self.load = cifar.load_batch_images if fmt == "pickle" else np.load
+        set_cache(cache, [self.path])
+
+    def __call__(self):
+        return self.load(self.path)
