@@ -8,13 +8,13 @@ parent (the pickling is part of what a process pool costs a loader).
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
 from . import decoders
+from .workers import fork_pool
 
 EXECUTIONS = ("sequential", "threads-2", "threads-4", "processes-2")
 CHUNKS_PER_WORKER = 4
@@ -73,8 +73,7 @@ class Runner:
             barrier = threading.Barrier(self.workers)  # every thread exists before timing starts
             list(self._pool.map(lambda _: barrier.wait(), range(self.workers)))
         elif self.kind == "processes":
-            ctx = multiprocessing.get_context("fork")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(loader, fmt))
+            self._pool = fork_pool(self.workers, initializer=_init_worker, initargs=(loader, fmt))
             list(self._pool.map(int, range(self.workers)))  # fork launches all workers at once
 
     def run(self, files: list[str]) -> list[np.ndarray]:

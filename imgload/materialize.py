@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import multiprocessing
 import os
 import pickle
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from .workers import fork_pool
 
 IMAGE_FORMATS = ("png", "jpeg")
 ARRAY_FORMATS = ("pickle-p2", "pickle-p5", "npy")
@@ -112,8 +112,7 @@ def write_files(images: np.ndarray, root: Path, formats=FORMATS, workers: int | 
     ranges = [(s, min(s + step, count)) for s in range(0, count, step)]
     _IMAGES = images
     try:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with fork_pool(workers) as pool:
             parts = list(pool.map(_write_range, *zip(*[(str(root), tuple(formats), a, b, width) for a, b in ranges])))
     finally:
         _IMAGES = None

@@ -12,11 +12,11 @@ so any chunk can be made on its own and the whole set is identical run after run
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+
+from .workers import fork_pool
 
 CHUNK_PIXELS = 1 << 20  # pixels per independently seeded chunk: bounds memory for any size
 
@@ -97,7 +97,7 @@ def images(seed: int, count: int, shape: tuple[int, int], workers: int | None = 
     if workers == 1 or len(args) == 1:
         parts = (chunk(*a) for a in args)
     else:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pool = fork_pool(workers)
         parts = pool.map(chunk, *zip(*args))
     for start, part in zip(starts, parts):
         out[start : start + len(part)] = part
