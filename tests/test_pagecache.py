@@ -24,6 +24,18 @@ def test_partial_residency_is_measured(tiny_large):
     assert frac == pytest.approx(sum(sizes[:2]) / sum(sizes), abs=0.02)
 
 
+def test_cachestat_and_mincore_agree(tiny_large):
+    files = datasets.sample_files(tiny_large, "png", "full")
+    pagecache.make_cold(files)
+    pagecache.warm(files[:3])
+    try:
+        fast = [pagecache.resident_pages(f, "cachestat") for f in files]
+    except pagecache.PageCacheError as e:
+        pytest.skip(f"kernel without cachestat: {e}")
+    assert fast == [pagecache.resident_pages(f, "mincore") for f in files]
+    assert [c > 0 for c, _ in fast] == [True] * 3 + [False] * (len(files) - 3)
+
+
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no tmpfs at /dev/shm")
 def test_cold_cache_that_cannot_be_reached_is_an_error(tmp_path):
     # tmpfs pages are the file itself: eviction cannot drop them, and make_cold must say so
