@@ -31,9 +31,9 @@ bench: data machine
 	$(ASV) publish
 	@echo "results: .asv/results   site: .asv/html/index.html   (make preview serves it)"
 
-# the whole grid once, in .venv's own stack: a smoke run, nothing saved
+# the whole grid once, in .venv's own stack, on a few files per call: a smoke run, nothing saved
 quick: data machine
-	$(ASV) run --quick --dry-run --show-stderr -E existing:$(CURDIR)/$(BIN)/python $(ASV_ARGS)
+	IMGLOAD_PROFILE=smoke $(ASV) run --quick --dry-run --show-stderr -E existing:$(CURDIR)/$(BIN)/python $(ASV_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

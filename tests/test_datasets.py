@@ -150,6 +150,10 @@ def test_sample_is_fixed_spread_and_excludes_the_priming_file(tiny, clean_env, m
     assert datasets.priming_file(tiny, "png") not in files
     monkeypatch.setenv("IMGLOAD_PROFILE", "full")
     assert len(datasets.sample_files(tiny, "png")) == 100
+    monkeypatch.setenv("IMGLOAD_PROFILE", "smoke")
+    monkeypatch.setattr(datasets, "SMOKE_FILES", 5)
+    smoke = datasets.sample_files(tiny, "png")
+    assert len(smoke) == 5 and set(smoke) <= set(datasets.sample_files(tiny, "png", "full"))
     monkeypatch.setenv("IMGLOAD_PROFILE", "fast")
     with pytest.raises(datasets.DatasetError, match="IMGLOAD_PROFILE"):
         datasets.sample_files(tiny, "png")
