@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from . import cifar, datasets, pagecache
 from .execution import Runner
 
@@ -41,7 +43,7 @@ class FileLoad:
     def __init__(self, root: str, fmt: str, loader: str, execution: str, cache: str):
         self.files = datasets.sample_files(root, fmt)
         # The priming decode (a file outside the sample) pays for lazy plugin imports and
-        # library initialisation before any timing, and before pool workers fork.
+        # library initialisation before any timing; process-pool workers prime the same way.
         self.runner = Runner(execution, loader, fmt, prime=datasets.priming_file(root, fmt))
         set_cache(cache, self.files)
 
@@ -56,8 +58,6 @@ class BatchLoad:
     """One timed call: load one whole CIFAR batch as an (N, 32, 32, 3) array."""
 
     def __init__(self, root: str, fmt: str, cache: str):
-        import numpy as np
-
         self.path = datasets.batch_file(root, fmt)
         self.load = cifar.load_batch_images if fmt == "pickle" else np.load
         set_cache(cache, [self.path])
