@@ -80,7 +80,7 @@ def stem_width(count: int) -> int:
     return max(5, len(str(count - 1)))
 
 
-def _write_range(root: str, formats: tuple[str, ...], start: int, stop: int, width: int):
+def _write_range(root: str, formats: tuple[str, ...], start: int, stop: int, *, width: int):
     """Write images[start:stop] in every format; return {fmt: (sizes, sha256 digests)}."""
     out = {}
     for fmt in formats:
@@ -109,11 +109,12 @@ def write_files(images: np.ndarray, root: Path, formats=FORMATS, workers: int | 
         (root / fmt).mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     step = max(1, min(2000, -(-count // (workers * 4))))
-    ranges = [(s, min(s + step, count)) for s in range(0, count, step)]
+    starts = range(0, count, step)
+    stops = [min(s + step, count) for s in starts]
     _IMAGES = images
     try:
         with fork_pool(workers) as pool:
-            parts = list(pool.map(_write_range, *zip(*[(str(root), tuple(formats), a, b, width) for a, b in ranges])))
+            parts = list(pool.map(functools.partial(_write_range, str(root), tuple(formats), width=width), starts, stops))
     finally:
         _IMAGES = None
     result = {}
