@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,data,test]'
 	touch $@
 
 venv: $(STAMP)

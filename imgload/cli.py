@@ -10,7 +10,7 @@ from . import datasets
 
 def _prepare(args) -> int:
     log = (lambda msg: print(f"imgload: {msg}", file=sys.stderr)) if not args.quiet else None
-    path = datasets.prepare(args.name, args.data_dir, log=log)
+    path = datasets.prepare(args.name, args.data_dir, log=log, url=args.url)
     print(path)
     return 0
 
@@ -46,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     prep = data.add_parser("prepare", help="fetch or generate, then materialize; prints the prepared path")
     prep.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT, help="dataset name or manifest path")
     prep.add_argument("--data-dir", help="default: $IMGLOAD_DATA_DIR, else .data/ in the repository")
+    prep.add_argument("--url", help="download from here instead of the manifest's URL (its hash must still match)")
     prep.add_argument("-q", "--quiet", action="store_true")
     prep.set_defaults(func=_prepare)
 

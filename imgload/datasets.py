@@ -77,6 +77,14 @@ def manifest(name_or_path: str | os.PathLike) -> Manifest:
         unknown = set(formats) - set(materialize.FORMATS)
         if unknown:
             raise DatasetError(f"{path}: unknown formats {sorted(unknown)}")
+        source = raw["source"]
+        if source.get("kind") == "url":
+            for key in ("url", "archive"):
+                if not source.get(key):
+                    raise DatasetError(f"{path}: a url source needs {key!r}")
+            alg, _, hexdigest = str(source.get("hash", "")).partition(":")
+            if alg not in ("md5", "sha1", "sha256") or not hexdigest:
+                raise DatasetError(f"{path}: a remote file needs hash = \"alg:hex\" (md5, sha1 or sha256); refusing it without one")
         return Manifest(
             name=raw["name"],
             description=raw.get("description", ""),
@@ -118,8 +126,10 @@ def _parsed_index(path: str, mtime_ns: int) -> dict:
 # ---------------------------------------------------------------- preparing
 
 
-def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None, log=None) -> Path:
-    """Path of the prepared dataset, building it first if needed (idempotent, locked)."""
+def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None, log=None, url: str | None = None) -> Path:
+    """Path of the prepared dataset, building it first if needed (idempotent, locked).
+
+    `url` replaces the manifest's download address; the manifest's hash must still match."""
     m = manifest(dataset)
     root = data_root(data_dir)
     target = root / m.name
@@ -133,7 +143,7 @@ def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = Non
         for stale in root.glob(f".{m.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
         started = time.perf_counter()
-        train, test, batch_sources = _source_arrays(m, root, log)
+        train, test, batch_sources = _source_arrays(m, root, log, url)
         partial = root / f".{m.name}.partial-{os.getpid()}"
         _build(m, partial, train, test, batch_sources, log)
         index = json.loads((partial / "index.json").read_text())
@@ -174,9 +184,11 @@ def _discard(target: Path) -> None:
         shutil.rmtree(doomed)
 
 
-def _source_arrays(m: Manifest, root: Path, log):
+def _source_arrays(m: Manifest, root: Path, log, url: str | None = None):
     """(train, test, batch_sources) for the manifest's source and layout."""
     kind = m.source.get("kind")
+    if kind == "url":
+        return _remote_arrays(m, root, log, url)
     if kind != "synthetic":
         raise DatasetError(f"dataset {m.name}: source kind {kind!r} is not supported")
     seed, shape = int(m.source["seed"]), tuple(m.source["shape"])
@@ -201,6 +213,28 @@ def _source_arrays(m: Manifest, root: Path, log):
         shutil.rmtree(src, ignore_errors=True)
         os.replace(partial, src)
     return _read_cifar(src / cifar.FOLDER)
+
+
+def _remote_arrays(m: Manifest, root: Path, log, url: str | None):
+    from . import fetch
+
+    archive = root / "downloads" / m.source["archive"]
+    src = root / "sources" / m.name
+    try:
+        if not src.is_dir():  # present only once unpacked whole (renamed into place)
+            _say(log, f"fetching {archive.name} ({m.source.get('size', '?')} bytes)")
+            fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"))
+            _say(log, f"unpacking {archive.name}")
+            fetch.unpack(archive, src)
+        if m.layout != "cifar-python":
+            raise DatasetError(f"dataset {m.name}: layout {m.layout!r} is not supported for downloads yet")
+        return _read_cifar(src / m.source.get("folder", cifar.FOLDER))
+    except fetch.FetchError as e:
+        raise DatasetError(str(e)) from None
+    except cifar.UnsafePickleError as e:
+        raise DatasetError(f"refusing {e}") from None
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"dataset {m.name}: {e}") from None
 
 
 def _read_cifar(folder: Path):

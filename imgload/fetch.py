@@ -1,0 +1,131 @@
+"""Remote archives -> verified files on disk -> safely unpacked folders.
+
+Downloads go through pooch: to a temporary file beside the target, hash-checked, then
+renamed; a mismatch deletes the download; failures are retried with back-off. A mirror
+(IMGLOAD_MIRROR: a folder or a base URL) is tried first by archive file name, so an
+offline site can drop the official archive into a folder. Unpacking extracts into a
+temporary folder with tarfile's "data" filter (no absolute paths, no "..", no links
+leading out, no device files; zip members checked the same way) and renames it into
+place, so a refused or interrupted archive leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+RETRIES = 3  # further attempts after a failed download (pooch waits 1 s, 2 s, 3 s)
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def _pooch():
+    try:
+        import pooch
+    except ImportError:
+        raise FetchError("fetching datasets needs pooch: run `make data` (or pip install pooch) first") from None
+    return pooch
+
+
+def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retries: int | None = None) -> Path:
+    """dest (from the mirror if it has it, else from url), its hash verified; reused if present."""
+    retries = RETRIES if retries is None else retries
+    pooch = _pooch()
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and pooch.hash_matches(str(dest), known_hash):
+        return dest
+    if mirror and "://" not in mirror:
+        if (Path(mirror) / dest.name).is_file():  # a wrong copy there is an error, not a miss
+            return _copy_verified(Path(mirror) / dest.name, known_hash, dest)
+    elif mirror:
+        try:
+            return _download(mirror.rstrip("/") + "/" + dest.name, known_hash, dest, retries=0)
+        except FetchError:
+            pass  # not on the mirror: the source itself
+    return _download(url, known_hash, dest, retries)
+
+
+def _download(url: str, known_hash: str, dest: Path, retries: int) -> Path:
+    pooch = _pooch()
+    fetcher = pooch.create(
+        path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url}, retry_if_failed=retries
+    )
+    try:
+        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=True, timeout=60))
+    except ValueError as e:  # pooch's hash mismatch: says expected and got
+        raise FetchError(f"{url}: {e}") from None
+    except Exception as e:  # requests' connection and HTTP errors, after the retries
+        raise FetchError(f"{url}: download failed after {retries + 1} attempts: {e}") from None
+    return dest
+
+
+def _copy_verified(source: Path, known_hash: str, dest: Path) -> Path:
+    pooch = _pooch()
+    if not source.is_file():
+        raise FetchError(f"IMGLOAD_MIRROR: no {source.name} in {source.parent}")
+    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+    try:
+        shutil.copyfile(source, tmp)
+        alg, _, expected = known_hash.partition(":")
+        got = pooch.file_hash(str(tmp), alg=alg)
+        if got != expected:
+            raise FetchError(f"{source}: {alg} is {got}, expected {expected}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def unpack(archive: Path, target: Path) -> Path:
+    """Extract archive into target (which must not exist yet) all at once, or not at all."""
+    archive, target = Path(archive), Path(target)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        if tarfile.is_tarfile(archive):
+            _untar(archive, partial)
+        elif zipfile.is_zipfile(archive):
+            _unzip(archive, partial)
+        else:
+            raise FetchError(f"{archive}: neither a tar nor a zip archive")
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _untar(archive: Path, into: Path) -> None:
+    with tarfile.open(archive) as tar:
+        try:
+            for member in tar:  # the data filter would strip a leading "/"; refuse it outright
+                if member.name.startswith("/") or PurePosixPath(member.name).is_absolute():
+                    raise FetchError(f"{archive}: refused member {member.name!r}: absolute path")
+            tar.extractall(into, filter="data")
+        except tarfile.FilterError as e:
+            raise FetchError(f"{archive}: refused member {e.tarinfo.name!r}: {e}") from None
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise FetchError(f"{archive}: unreadable archive ({e})") from None
+
+
+def _unzip(archive: Path, into: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            name = PurePosixPath(info.filename)
+            mode = info.external_attr >> 16
+            if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
+                raise FetchError(f"{archive}: refused member {info.filename!r}: path leads outside the target")
+            kind = stat.S_IFMT(mode)  # 0 when the writer recorded no Unix file type
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise FetchError(f"{archive}: refused member {info.filename!r}: not a regular file or folder")
+        try:
+            zf.extractall(into)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise FetchError(f"{archive}: unreadable archive ({e})") from None

@@ -1,0 +1,231 @@
+"""Remote datasets, all offline: a server on 127.0.0.1 started here, and file mirrors."""
+
+import hashlib
+import http.server
+import io
+import pickle
+import subprocess
+import sys
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgload import cifar, datasets, fetch, synthetic
+
+from .conftest import REPO
+
+N_TRAIN, N_TEST = 25, 5
+
+
+def _cifar_tree(root, payload=None):
+    imgs = synthetic.images(21, N_TRAIN + N_TEST, (32, 32))
+    labels = synthetic.labels(21, N_TRAIN + N_TEST)
+    names = [f"img_{i}.png" for i in range(N_TRAIN + N_TEST)]
+    cifar.write(root / cifar.FOLDER, cifar.Split(imgs[:N_TRAIN], labels[:N_TRAIN], names[:N_TRAIN]),
+                cifar.Split(imgs[N_TRAIN:], labels[N_TRAIN:], names[N_TRAIN:]))
+    if payload is not None:
+        (root / cifar.FOLDER / "data_batch_1").write_bytes(pickle.dumps(payload, protocol=2))
+    return imgs, labels
+
+
+def _tar_gz(src_root, archive):
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src_root / cifar.FOLDER, arcname=cifar.FOLDER)
+    return hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    d = tmp_path_factory.mktemp("archive")
+    imgs, labels = _cifar_tree(d / "src")
+    path = d / "cifar-10-python.tar.gz"
+    return path, _tar_gz(d / "src", path), imgs, labels
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        server = self.server
+        server.requests += 1
+        body = server.body
+        if server.fail_first > 0:
+            server.fail_first -= 1
+            self.send_error(500, "try again")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if server.truncate else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(archive):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.body, httpd.requests, httpd.fail_first, httpd.truncate = archive[0].read_bytes(), 0, 0, False
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(fetch, "RETRIES", 1)  # one retry (pooch waits 1 s) keeps the tests short
+    monkeypatch.delenv("IMGLOAD_MIRROR", raising=False)
+
+
+def _manifest(tmp_path, url, md5, name="remote-cifar"):
+    text = (REPO / "datasets" / "cifar10.toml").read_text()
+    text = text.replace('name = "cifar10"', f'name = "{name}"')
+    text = text.replace("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", url)
+    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace("default = 2000", "default = 8")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+CLOSED = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # discard port: nothing listens
+
+
+def _leftovers(data_dir):
+    return sorted(p.name for p in (data_dir / "downloads").iterdir()) if (data_dir / "downloads").exists() else []
+
+
+def test_fetched_archive_prepares_every_image_exactly(archive, server, tmp_path):
+    _, md5, imgs, labels = archive
+    path = datasets.prepare(_manifest(tmp_path, server.url, md5), tmp_path / "data")
+    index = datasets.load_index(path)
+    assert index["count"] == N_TRAIN + N_TEST and index["labels"] == labels.tolist()
+    assert index["filenames"][:2] == ["img_0.png", "img_1.png"]
+    for i in range(N_TRAIN + N_TEST):
+        assert np.array_equal(np.asarray(Image.open(path / "png" / f"{i:05d}.png")), imgs[i])
+    requests = server.requests
+    assert datasets.prepare(_manifest(tmp_path, server.url, md5), tmp_path / "data") == path
+    assert server.requests == requests, "a prepared set is reused without fetching"
+
+
+def test_url_option_replaces_the_manifest_url(archive, server, tmp_path):
+    manifest = _manifest(tmp_path, CLOSED, archive[1])
+    out = subprocess.run([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--url", server.url,
+                          "--data-dir", str(tmp_path / "data"), "-q"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / "data" / "remote-cifar")
+
+
+def test_wrong_hash_says_expected_and_got_and_keeps_nothing(archive, server, tmp_path):
+    wrong = "0" * 32
+    with pytest.raises(datasets.DatasetError) as e:
+        datasets.prepare(_manifest(tmp_path, server.url, wrong), tmp_path / "data")
+    assert wrong in str(e.value) and archive[1] in str(e.value)
+    assert _leftovers(tmp_path / "data") == []
+    assert not (tmp_path / "data" / "remote-cifar").exists()
+
+
+def test_truncated_download_fails_cleanly(archive, server, tmp_path):
+    server.truncate = True
+    with pytest.raises(datasets.DatasetError, match="127.0.0.1"):
+        datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    assert server.requests == 2  # first try and one retry
+    assert _leftovers(tmp_path / "data") == []
+
+
+def test_server_error_then_success_is_retried(archive, server, tmp_path):
+    server.fail_first = 1
+    path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    assert server.requests == 2 and (path / datasets.MARKER).is_file()
+
+
+def test_mirror_folder_is_used_first(archive, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "cifar-10-python.tar.gz").write_bytes(archive[0].read_bytes())
+    monkeypatch.setenv("IMGLOAD_MIRROR", str(mirror))
+    path = datasets.prepare(_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
+    assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
+
+
+def test_corrupt_mirror_copy_is_an_error_naming_it(archive, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "cifar-10-python.tar.gz").write_bytes(archive[0].read_bytes()[:-10])
+    monkeypatch.setenv("IMGLOAD_MIRROR", str(mirror))
+    with pytest.raises(datasets.DatasetError, match=f"{mirror}.*expected {archive[1]}"):
+        datasets.prepare(_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
+    assert _leftovers(tmp_path / "data") == []
+
+
+def test_manifest_without_hash_is_refused(tmp_path):
+    text = (REPO / "datasets" / "cifar10.toml").read_text().replace('hash = "md5:c58f30108f718f92721af3b95e74349a"\n', "")
+    (tmp_path / "nohash.toml").write_text(text)
+    with pytest.raises(datasets.DatasetError, match="needs hash"):
+        datasets.manifest(tmp_path / "nohash.toml")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_archive_with_a_malicious_batch_is_refused_before_it_runs(tmp_path, server):
+    marker = tmp_path / "payload-ran"
+    _cifar_tree(tmp_path / "src", payload={"data": _Payload(str(marker)), "labels": [], "filenames": []})
+    evil = tmp_path / "cifar-10-python.tar.gz"
+    md5 = _tar_gz(tmp_path / "src", evil)
+    server.body = evil.read_bytes()
+    with pytest.raises(datasets.DatasetError, match="refusing .*data_batch_1.*open"):
+        datasets.prepare(_manifest(tmp_path, server.url, md5), tmp_path / "data")
+    assert not marker.exists()
+    assert not (tmp_path / "data" / "remote-cifar").exists()
+
+
+def _hostile_tar(path, kind):
+    with tarfile.open(path, "w") as tar:
+        ok = tarfile.TarInfo("cifar-10-batches-py/ok.txt")
+        ok.size = 2
+        tar.addfile(ok, io.BytesIO(b"ok"))
+        bad = tarfile.TarInfo({"dotdot": "../x", "absolute": "/tmp/imgload-abs-x", "symlink": "link",
+                               "hardlink": "hard", "device": "dev"}[kind])
+        if kind == "symlink":
+            bad.type, bad.linkname = tarfile.SYMTYPE, "../../outside"
+        elif kind == "hardlink":
+            bad.type, bad.linkname = tarfile.LNKTYPE, "../outside"
+        elif kind == "device":
+            bad.type, bad.devmajor, bad.devminor = tarfile.CHRTYPE, 1, 3
+        else:
+            bad.size = 4
+        tar.addfile(bad, io.BytesIO(b"evil") if bad.isfile() else None)
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
+def test_hostile_tar_members_are_refused_and_nothing_is_written(tmp_path, kind):
+    archive = tmp_path / "a.tar"
+    _hostile_tar(archive, kind)
+    target = tmp_path / "out" / "sources"
+    target.parent.mkdir()
+    with pytest.raises(fetch.FetchError, match="refused member"):
+        fetch.unpack(archive, target)
+    assert list(target.parent.iterdir()) == []
+    assert not (tmp_path / "x").exists() and not (tmp_path / "out" / "x").exists()
+    assert not __import__("os").path.exists("/tmp/imgload-abs-x")
+
+
+def test_hostile_zip_member_is_refused(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", "ok")
+        zf.writestr("../escape.txt", "evil")
+    with pytest.raises(fetch.FetchError, match="refused member '../escape.txt'"):
+        fetch.unpack(archive, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out").exists()
