@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# the datasets the suite will read: IMGLOAD_DATASET / IMGLOAD_LARGE_DATASET, else the offline defaults
 data: $(STAMP)
-	$(BIN)/python -m imgload data prepare synthetic-cifar10
-	$(BIN)/python -m imgload data prepare synthetic-large
+	$(BIN)/python -m imgload data prepare $${IMGLOAD_DATASET:-synthetic-cifar10}
+	$(BIN)/python -m imgload data prepare $${IMGLOAD_LARGE_DATASET:-synthetic-large}
 
 machine: $(STAMP)
 	$(ASV) machine --yes > /dev/null

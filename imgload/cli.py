@@ -38,6 +38,21 @@ def _info(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    m = datasets.manifest(args.name)
+    target = datasets.data_root(args.data_dir) / m.name
+    if not (target / datasets.MARKER).is_file():
+        print(f"imgload: error: {target} is not a prepared set; run: python -m imgload data prepare {args.name}", file=sys.stderr)
+        return 2
+    problem = datasets.first_problem(target, full=True)
+    if problem:
+        print(f"imgload: error: {problem}", file=sys.stderr)
+        return 1
+    index = datasets.load_index(target)
+    print(f"{m.name}: ok, {sum(s['count'] for s in index['formats'].values())} files match SHA256SUMS")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m imgload", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -51,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
     prep.set_defaults(func=_prepare)
 
     data.add_parser("list", help="datasets with a manifest in datasets/").set_defaults(func=_list)
+
+    verify = data.add_parser("verify", help="re-check a prepared set file by file; names the first bad file")
+    verify.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
+    verify.add_argument("--data-dir")
+    verify.set_defaults(func=_verify)
 
     info = data.add_parser("info", help="counts and mean file size per format of a prepared set")
     info.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)

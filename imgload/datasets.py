@@ -105,10 +105,57 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def is_complete(target: Path, m: Manifest) -> bool:
+    """Marked complete for this manifest, and the cheap checks find nothing missing."""
     try:
-        return (target / MARKER).read_text().strip() == m.digest and (target / "index.json").is_file()
-    except OSError:
+        if (target / MARKER).read_text().strip() != m.digest:
+            return False
+        return not first_problem(target, full=False)
+    except (OSError, ValueError):
         return False
+
+
+def first_problem(target: Path, full: bool = True) -> str | None:
+    """The first thing wrong with a prepared set, or None.
+
+    Cheap (full=False): index present, first and last file of every format and every batch
+    file present and non-empty. Full: every file against SHA256SUMS."""
+    target = Path(target)
+    if not (target / "index.json").is_file():
+        return f"{target / 'index.json'}: missing"
+    index = load_index(target)
+    files = [p for fmt in index["formats"] for p in file_paths(target, index, fmt, [0, index["count"] - 1])]
+    files += [str(target / "batches" / kind / f"{name}{'.npy' if kind == 'npy' else ''}")
+              for name in index["batches"] for kind in ("pickle", "npy")]
+    for path in files:
+        problem = _file_problem(path)
+        if problem:
+            return problem
+    if not full:
+        return None
+    sums = target / "SHA256SUMS"
+    if not sums.is_file():
+        return f"{sums}: missing"
+    lines = sums.read_text().splitlines()
+    expected = sum(s["count"] for s in index["formats"].values())
+    if len(lines) != expected:
+        return f"{sums}: {len(lines)} entries, expected {expected}"
+    for line in lines:
+        digest, name = line.split("  ", 1)
+        path = target / name
+        problem = _file_problem(str(path))
+        if problem:
+            return problem
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return f"{path}: content differs from what was prepared (truncated or corrupt)"
+    return None
+
+
+def _file_problem(path: str) -> str | None:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return f"{path}: missing"
+    return f"{path}: zero bytes" if size == 0 else None
 
 
 def load_index(target: Path) -> dict:
@@ -220,6 +267,11 @@ def _remote_arrays(m: Manifest, root: Path, log, url: str | None):
 
     archive = root / "downloads" / m.source["archive"]
     src = root / "sources" / m.name
+    # what a killed fetch or unpack left (we hold the lock: nobody else is writing)
+    for stale in [*archive.parent.glob("tmp*"), *archive.parent.glob(f".{archive.name}.part-*")]:
+        stale.unlink(missing_ok=True)
+    for stale in src.parent.glob(f".{m.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         if not src.is_dir():  # present only once unpacked whole (renamed into place)
             _say(log, f"fetching {archive.name} ({m.source.get('size', '?')} bytes)")

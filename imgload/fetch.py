@@ -36,10 +36,10 @@ def _pooch():
 def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retries: int | None = None) -> Path:
     """dest (from the mirror if it has it, else from url), its hash verified; reused if present."""
     retries = RETRIES if retries is None else retries
-    pooch = _pooch()
+    _pooch()  # fail early, with the one-line reason, where pooch is missing
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and pooch.hash_matches(str(dest), known_hash):
+    if dest.is_file() and _hash_of(dest, known_hash) == known_hash.partition(":")[2]:
         return dest
     if mirror and "://" not in mirror:
         if (Path(mirror) / dest.name).is_file():  # a wrong copy there is an error, not a miss
@@ -66,15 +66,19 @@ def _download(url: str, known_hash: str, dest: Path, retries: int) -> Path:
     return dest
 
 
+def _hash_of(path: Path, known_hash: str) -> str:
+    """Hex digest of path with the algorithm named in known_hash ("alg:hex")."""
+    return _pooch().file_hash(str(path), alg=known_hash.partition(":")[0])
+
+
 def _copy_verified(source: Path, known_hash: str, dest: Path) -> Path:
-    pooch = _pooch()
     if not source.is_file():
         raise FetchError(f"IMGLOAD_MIRROR: no {source.name} in {source.parent}")
     tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
     try:
         shutil.copyfile(source, tmp)
         alg, _, expected = known_hash.partition(":")
-        got = pooch.file_hash(str(tmp), alg=alg)
+        got = _hash_of(tmp, known_hash)
         if got != expected:
             raise FetchError(f"{source}: {alg} is {got}, expected {expected}")
         os.replace(tmp, dest)

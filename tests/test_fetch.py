@@ -229,3 +229,108 @@ def test_hostile_zip_member_is_refused(tmp_path):
     with pytest.raises(fetch.FetchError, match="refused member '../escape.txt'"):
         fetch.unpack(archive, tmp_path / "out")
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out").exists()
+
+
+class _SlowHandler(_Handler):
+    def do_GET(self):
+        self.server.requests += 1
+        body = self.server.body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(0, len(body), 4096):
+            self.wfile.write(body[i : i + 4096])
+            self.wfile.flush()
+            __import__("time").sleep(0.05)
+
+
+def test_prepare_killed_during_download_recovers(archive, server, tmp_path):
+    import signal
+    import time
+
+    slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    slow.body, slow.requests = archive[0].read_bytes(), 0
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{slow.server_address[1]}/cifar-10-python.tar.gz"
+        manifest = _manifest(tmp_path, url, archive[1])
+        data = tmp_path / "data"
+        proc = subprocess.Popen([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--data-dir", str(data), "-q"],
+                                cwd=REPO, stderr=subprocess.DEVNULL)
+        def downloading() -> bool:  # pooch's temporary file exists and has bytes in it
+            return any(p.stat().st_size > 0 for p in data.glob("downloads/tmp*"))
+
+        deadline = time.monotonic() + 30
+        while not downloading() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert downloading(), "the kill must land mid-download"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (data / "downloads" / "cifar-10-python.tar.gz").exists(), "a partial download is never renamed into place"
+        assert not (data / "remote-cifar").exists()
+    finally:
+        slow.shutdown()
+        slow.server_close()
+    path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
+    assert _leftovers(tmp_path / "data") == ["cifar-10-python.tar.gz"], "stale temporary downloads are removed"
+
+
+def _prepare_cli(manifest, data, *extra):
+    return subprocess.run([sys.executable, "-m", "imgload", "data", *extra, str(manifest), "--data-dir", str(data)],
+                          cwd=REPO, capture_output=True, text=True)
+
+
+def test_verify_names_the_first_bad_file(manifests, tmp_path):
+    path = datasets.prepare(manifests["large"], tmp_path)
+    ok = _prepare_cli(manifests["large"], tmp_path, "verify")
+    assert ok.returncode == 0 and "12 files match SHA256SUMS" in ok.stdout
+    victim = path / "png" / "00002.png"
+    original = victim.read_bytes()
+    for damage, message in [(original[: len(original) // 2], "content differs"), (b"", "zero bytes"),
+                            (original[:-1] + bytes([original[-1] ^ 1]), "content differs")]:
+        victim.write_bytes(damage)
+        out = _prepare_cli(manifests["large"], tmp_path, "verify")
+        assert out.returncode == 1 and f"{victim}: {message}" in out.stderr and out.stderr.count("\n") == 1
+    victim.unlink()
+    out = _prepare_cli(manifests["large"], tmp_path, "verify")
+    assert out.returncode == 1 and f"{victim}: missing" in out.stderr
+
+
+def test_prepare_rebuilds_a_set_that_lost_files(manifests, tmp_path):
+    path = datasets.prepare(manifests["large"], tmp_path)
+    last = path / "jpeg" / "00005.jpg"
+    last.unlink()
+    assert datasets.prepare(manifests["large"], tmp_path) == path
+    assert last.is_file() and datasets.first_problem(path) is None
+
+
+def test_prepare_killed_during_unpack_recovers(tmp_path, server):
+    import signal
+    import time
+
+    # zeros compress to almost nothing but take a while to write: time enough to land a kill
+    _cifar_tree(tmp_path / "src")
+    with open(tmp_path / "src" / cifar.FOLDER / "padding.bin", "wb") as f:
+        f.truncate(400 << 20)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    md5 = _tar_gz(tmp_path / "src", archive)
+    server.body = archive.read_bytes()
+    manifest, data = _manifest(tmp_path, server.url, md5), tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--data-dir", str(data), "-q"],
+                            cwd=REPO, stderr=subprocess.DEVNULL)
+
+    def unpacking() -> bool:
+        return any(data.glob("sources/.remote-cifar.partial-*/*"))
+
+    deadline = time.monotonic() + 60
+    while not unpacking() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert unpacking(), "the kill must land mid-unpack"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (data / "sources" / "remote-cifar").exists(), "a partial unpack is never renamed into place"
+    path = datasets.prepare(manifest, data)
+    assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
+    assert not list(data.glob("sources/.remote-cifar.partial-*")), "the stale partial unpack is removed"
+    assert server.requests == 1, "the verified archive from the killed run is reused, not fetched again"
