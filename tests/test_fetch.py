@@ -3,11 +3,14 @@
 import hashlib
 import http.server
 import io
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -216,7 +219,7 @@ def test_hostile_tar_members_are_refused_and_nothing_is_written(tmp_path, kind):
         fetch.unpack(archive, target)
     assert list(target.parent.iterdir()) == []
     assert not (tmp_path / "x").exists() and not (tmp_path / "out" / "x").exists()
-    assert not __import__("os").path.exists("/tmp/imgload-abs-x")
+    assert not os.path.exists("/tmp/imgload-abs-x")
 
 
 def test_hostile_zip_member_is_refused(tmp_path):
@@ -231,6 +234,18 @@ def test_hostile_zip_member_is_refused(tmp_path):
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out").exists()
 
 
+def _kill_prepare_when(manifest, data, condition, moment):
+    """Start a prepare in a subprocess and SIGKILL it as soon as condition() holds."""
+    proc = subprocess.Popen([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--data-dir", str(data), "-q"],
+                            cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert condition(), f"the kill must land {moment}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 class _SlowHandler(_Handler):
     def do_GET(self):
         self.server.requests += 1
@@ -241,39 +256,27 @@ class _SlowHandler(_Handler):
         for i in range(0, len(body), 4096):
             self.wfile.write(body[i : i + 4096])
             self.wfile.flush()
-            __import__("time").sleep(0.05)
+            time.sleep(0.05)
 
 
 def test_prepare_killed_during_download_recovers(archive, server, tmp_path):
-    import signal
-    import time
-
     slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
     slow.body, slow.requests = archive[0].read_bytes(), 0
     threading.Thread(target=slow.serve_forever, daemon=True).start()
+    data = tmp_path / "data"
     try:
         url = f"http://127.0.0.1:{slow.server_address[1]}/cifar-10-python.tar.gz"
-        manifest = _manifest(tmp_path, url, archive[1])
-        data = tmp_path / "data"
-        proc = subprocess.Popen([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--data-dir", str(data), "-q"],
-                                cwd=REPO, stderr=subprocess.DEVNULL)
-        def downloading() -> bool:  # pooch's temporary file exists and has bytes in it
-            return any(p.stat().st_size > 0 for p in data.glob("downloads/tmp*"))
-
-        deadline = time.monotonic() + 30
-        while not downloading() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert downloading(), "the kill must land mid-download"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        # pooch's temporary file exists and has bytes in it
+        _kill_prepare_when(_manifest(tmp_path, url, archive[1]), data,
+                           lambda: any(p.stat().st_size > 0 for p in data.glob("downloads/tmp*")), "mid-download")
         assert not (data / "downloads" / "cifar-10-python.tar.gz").exists(), "a partial download is never renamed into place"
         assert not (data / "remote-cifar").exists()
     finally:
         slow.shutdown()
         slow.server_close()
-    path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), data)
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
-    assert _leftovers(tmp_path / "data") == ["cifar-10-python.tar.gz"], "stale temporary downloads are removed"
+    assert _leftovers(data) == ["cifar-10-python.tar.gz"], "stale temporary downloads are removed"
 
 
 def _prepare_cli(manifest, data, *extra):
@@ -306,9 +309,6 @@ def test_prepare_rebuilds_a_set_that_lost_files(manifests, tmp_path):
 
 
 def test_prepare_killed_during_unpack_recovers(tmp_path, server):
-    import signal
-    import time
-
     # zeros compress to almost nothing but take a while to write: time enough to land a kill
     _cifar_tree(tmp_path / "src")
     with open(tmp_path / "src" / cifar.FOLDER / "padding.bin", "wb") as f:
@@ -317,18 +317,7 @@ def test_prepare_killed_during_unpack_recovers(tmp_path, server):
     md5 = _tar_gz(tmp_path / "src", archive)
     server.body = archive.read_bytes()
     manifest, data = _manifest(tmp_path, server.url, md5), tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--data-dir", str(data), "-q"],
-                            cwd=REPO, stderr=subprocess.DEVNULL)
-
-    def unpacking() -> bool:
-        return any(data.glob("sources/.remote-cifar.partial-*/*"))
-
-    deadline = time.monotonic() + 60
-    while not unpacking() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert unpacking(), "the kill must land mid-unpack"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_prepare_when(manifest, data, lambda: any(data.glob("sources/.remote-cifar.partial-*/*")), "mid-unpack")
     assert not (data / "sources" / "remote-cifar").exists(), "a partial unpack is never renamed into place"
     path = datasets.prepare(manifest, data)
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
