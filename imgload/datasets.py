@@ -36,6 +36,7 @@ MANIFESTS = REPO / "datasets"
 SMALL_DEFAULT = "synthetic-cifar10"
 LARGE_DEFAULT = "synthetic-large"
 MARKER = "COMPLETE"
+LAYOUTS = {"synthetic": ("cifar-python", "arrays"), "url": ("cifar-python",)}  # source kind -> layouts read
 FORMAT_VERSION = 1  # bump when the prepared layout changes: old sets are then rebuilt
 
 
@@ -78,6 +79,11 @@ def manifest(name_or_path: str | os.PathLike) -> Manifest:
         if unknown:
             raise DatasetError(f"{path}: unknown formats {sorted(unknown)}")
         source = raw["source"]
+        layouts = LAYOUTS.get(source.get("kind"))
+        if layouts is None:
+            raise DatasetError(f"{path}: source kind {source.get('kind')!r} is not one of {', '.join(LAYOUTS)}")
+        if raw["layout"] not in layouts:
+            raise DatasetError(f"{path}: layout {raw['layout']!r} is not supported for {source['kind']} sources ({', '.join(layouts)})")
         if source.get("kind") == "url":
             for key in ("url", "archive"):
                 if not source.get(key):
@@ -124,8 +130,7 @@ def first_problem(target: Path, full: bool = True) -> str | None:
         return f"{target / 'index.json'}: missing"
     index = load_index(target)
     files = [p for fmt in index["formats"] for p in file_paths(target, index, fmt, [0, index["count"] - 1])]
-    files += [str(target / "batches" / kind / f"{name}{'.npy' if kind == 'npy' else ''}")
-              for name in index["batches"] for kind in ("pickle", "npy")]
+    files += [str(materialize.batch_path(target, fmt, name)) for name in index["batches"] for fmt in materialize.BATCH_SUFFIX]
     for path in files:
         problem = _file_problem(path)
         if problem:
@@ -233,11 +238,8 @@ def _discard(target: Path) -> None:
 
 def _source_arrays(m: Manifest, root: Path, log, url: str | None = None):
     """(train, test, batch_sources) for the manifest's source and layout."""
-    kind = m.source.get("kind")
-    if kind == "url":
+    if m.source["kind"] == "url":
         return _remote_arrays(m, root, log, url)
-    if kind != "synthetic":
-        raise DatasetError(f"dataset {m.name}: source kind {kind!r} is not supported")
     seed, shape = int(m.source["seed"]), tuple(m.source["shape"])
     n_train, n_test = int(m.source["train"]), int(m.source.get("test", 0))
     _say(log, f"generating {n_train + n_test} synthetic {shape[0]}x{shape[1]} images (seed {seed})")
@@ -248,8 +250,6 @@ def _source_arrays(m: Manifest, root: Path, log, url: str | None = None):
     test = cifar.Split(images[n_train:], labels[n_train:], names[n_train:])
     if m.layout == "arrays":
         return train, test, {}
-    if m.layout != "cifar-python":
-        raise DatasetError(f"dataset {m.name}: unknown layout {m.layout!r}")
     # Write the batches exactly as the official archive lays them out, then read them back
     # through the same reader the real CIFAR-10 goes through.
     src = root / "sources" / m.name
@@ -278,8 +278,6 @@ def _remote_arrays(m: Manifest, root: Path, log, url: str | None):
             fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"))
             _say(log, f"unpacking {archive.name}")
             fetch.unpack(archive, src)
-        if m.layout != "cifar-python":
-            raise DatasetError(f"dataset {m.name}: layout {m.layout!r} is not supported for downloads yet")
         return _read_cifar(src / m.source.get("folder", cifar.FOLDER))
     except fetch.FetchError as e:
         raise DatasetError(str(e)) from None
@@ -427,8 +425,7 @@ def priming_file(root: Path, fmt: str) -> str:
 
 
 def batch_file(root: Path, fmt: str, name: str = cifar.TRAIN_BATCHES[0]) -> str:
-    suffix = {"pickle": "", "npy": ".npy"}[fmt]
-    path = Path(root) / "batches" / fmt / f"{name}{suffix}"
+    path = materialize.batch_path(root, fmt, name)
     if not path.is_file():
         raise DatasetError(f"{path}: no such batch file (does this dataset have batches?)")
     return str(path)

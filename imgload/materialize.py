@@ -125,14 +125,22 @@ def write_files(images: np.ndarray, root: Path, formats=FORMATS, workers: int | 
     return result
 
 
+BATCH_SUFFIX = {"pickle": "", "npy": ".npy"}
+
+
+def batch_path(root: Path, fmt: str, name: str) -> Path:
+    """batches/pickle/<name> (the source batch file as is) or batches/npy/<name>.npy."""
+    return Path(root) / "batches" / fmt / f"{name}{BATCH_SUFFIX[fmt]}"
+
+
 def write_batches(root: Path, batches: dict[str, tuple[Path, np.ndarray]]) -> dict:
-    """batches/pickle/<name>: the source batch file as is; batches/npy/<name>.npy: (N, H, W, 3)."""
-    (root / "batches" / "pickle").mkdir(parents=True, exist_ok=True)
-    (root / "batches" / "npy").mkdir(parents=True, exist_ok=True)
+    """Every source batch as it came, and as one (N, H, W, 3) .npy."""
+    for fmt in BATCH_SUFFIX:
+        (root / "batches" / fmt).mkdir(parents=True, exist_ok=True)
     info = {}
     for name, (source, images) in batches.items():
-        shutil.copyfile(source, root / "batches" / "pickle" / name)
-        np.save(root / "batches" / "npy" / f"{name}.npy", images, allow_pickle=False)
+        shutil.copyfile(source, batch_path(root, "pickle", name))
+        np.save(batch_path(root, "npy", name), images, allow_pickle=False)
         info[name] = {"count": len(images), "shape": list(images.shape[1:])}
     return info
 

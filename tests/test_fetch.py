@@ -171,6 +171,13 @@ def test_manifest_without_hash_is_refused(tmp_path):
         datasets.manifest(tmp_path / "nohash.toml")
 
 
+def test_unsupported_layout_is_refused_before_any_download(tmp_path):
+    text = (REPO / "datasets" / "cifar10.toml").read_text().replace('layout = "cifar-python"', 'layout = "arrays"')
+    (tmp_path / "arrays.toml").write_text(text)
+    with pytest.raises(datasets.DatasetError, match="layout 'arrays' is not supported for url sources"):
+        datasets.manifest(tmp_path / "arrays.toml")
+
+
 class _Payload:
     def __init__(self, marker):
         self.marker = marker
