@@ -29,7 +29,11 @@ def _info(args) -> int:
         print(f"imgload: error: {m.name} is not prepared in {target.parent}; run: python -m imgload data prepare {m.name}", file=sys.stderr)
         return 2
     index = datasets.load_index(target)
-    shape = "x".join(map(str, index["shape"]))
+    if index["shape"]:
+        shape = "x".join(map(str, index["shape"]))
+    else:  # sizes vary: the range of heights and widths
+        hs, ws = zip(*((h, w) for h, w, _ in index["shapes"]))
+        shape = f"{min(hs)}-{max(hs)} x {min(ws)}-{max(ws)} x 3"
     print(f"{m.name}: {index['count']} images ({index['train']} train, {index['test']} test), {shape}, at {target}")
     print(f"prepared in {index.get('prepare_seconds', '?')} s")
     print(f"{'format':10} {'files':>7} {'mean bytes':>11} {'total MB':>9}")

@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cifar, materialize, synthetic
+from . import cifar, imagefolder, materialize, synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO / "datasets"
 SMALL_DEFAULT = "synthetic-cifar10"
 LARGE_DEFAULT = "synthetic-large"
 MARKER = "COMPLETE"
-LAYOUTS = {"synthetic": ("cifar-python", "arrays"), "url": ("cifar-python",)}  # source kind -> layouts read
+LAYOUTS = {"synthetic": ("cifar-python", "arrays"), "url": ("cifar-python", "image-folder")}  # source kind -> layouts read
 FORMAT_VERSION = 1  # bump when the prepared layout changes: old sets are then rebuilt
 
 
@@ -49,7 +49,7 @@ class Manifest:
     name: str
     description: str
     licence: str
-    layout: str  # "cifar-python" or "arrays"
+    layout: str  # "cifar-python", "image-folder" or "arrays"
     formats: tuple[str, ...]
     source: dict
     sample: int  # images each timed call loads in the default profile
@@ -91,6 +91,8 @@ def manifest(name_or_path: str | os.PathLike) -> Manifest:
             alg, _, hexdigest = str(source.get("hash", "")).partition(":")
             if alg not in ("md5", "sha1", "sha256") or not hexdigest:
                 raise DatasetError(f"{path}: a remote file needs hash = \"alg:hex\" (md5, sha1 or sha256); refusing it without one")
+        if raw.get("batches") and raw["layout"] != "cifar-python":
+            raise DatasetError(f"{path}: batches = true needs the cifar-python layout (only it has source batches)")
         return Manifest(
             name=raw["name"],
             description=raw.get("description", ""),
@@ -195,9 +197,13 @@ def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = Non
         for stale in root.glob(f".{m.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
         started = time.perf_counter()
-        train, test, batch_sources = _source_arrays(m, root, log, url)
+        source = _source(m, root, log, url)
         partial = root / f".{m.name}.partial-{os.getpid()}"
-        _build(m, partial, train, test, batch_sources, log)
+        try:
+            _build(m, partial, source, log)
+        except imagefolder.ImageFolderError as e:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise DatasetError(f"dataset {m.name}: {e}") from None
         index = json.loads((partial / "index.json").read_text())
         index["prepare_seconds"] = round(time.perf_counter() - started, 2)
         _write_synced(partial / "index.json", json.dumps(index, indent=1))
@@ -236,20 +242,31 @@ def _discard(target: Path) -> None:
         shutil.rmtree(doomed)
 
 
-def _source_arrays(m: Manifest, root: Path, log, url: str | None = None):
-    """(train, test, batch_sources) for the manifest's source and layout."""
+@dataclass
+class Source:
+    """What a layout yields: the images (train first) and what the index keeps about them."""
+
+    images: object  # (N, H, W, 3) uint8 array, or imagefolder.Images (decoded on access)
+    labels: list[int]
+    filenames: list[str]
+    n_train: int
+    batches: dict = field(default_factory=dict)  # batch name -> (source file, its images)
+    classes: list[str] = field(default_factory=list)
+
+
+def _source(m: Manifest, root: Path, log, url: str | None = None) -> Source:
     if m.source["kind"] == "url":
-        return _remote_arrays(m, root, log, url)
+        return _remote(m, root, log, url)
     seed, shape = int(m.source["seed"]), tuple(m.source["shape"])
     n_train, n_test = int(m.source["train"]), int(m.source.get("test", 0))
     _say(log, f"generating {n_train + n_test} synthetic {shape[0]}x{shape[1]} images (seed {seed})")
     images = synthetic.images(seed, n_train + n_test, shape)
     labels = synthetic.labels(seed, n_train + n_test)
     names = [f"synthetic_{i:05d}.png" for i in range(n_train + n_test)]
+    if m.layout == "arrays":
+        return Source(images, labels.tolist(), names, n_train)
     train = cifar.Split(images[:n_train], labels[:n_train], names[:n_train])
     test = cifar.Split(images[n_train:], labels[n_train:], names[n_train:])
-    if m.layout == "arrays":
-        return train, test, {}
     # Write the batches exactly as the official archive lays them out, then read them back
     # through the same reader the real CIFAR-10 goes through.
     src = root / "sources" / m.name
@@ -262,7 +279,7 @@ def _source_arrays(m: Manifest, root: Path, log, url: str | None = None):
     return _read_cifar(src / cifar.FOLDER)
 
 
-def _remote_arrays(m: Manifest, root: Path, log, url: str | None):
+def _remote(m: Manifest, root: Path, log, url: str | None) -> Source:
     from . import fetch
 
     archive = root / "downloads" / m.source["archive"]
@@ -274,38 +291,51 @@ def _remote_arrays(m: Manifest, root: Path, log, url: str | None):
         shutil.rmtree(stale, ignore_errors=True)
     try:
         if not src.is_dir():  # present only once unpacked whole (renamed into place)
-            _say(log, f"fetching {archive.name} ({m.source.get('size', '?')} bytes)")
+            size = m.source.get("size")
+            _say(log, f"fetching {archive.name}" + (f" ({size:,} bytes)" if size else ""))
             fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"))
             _say(log, f"unpacking {archive.name}")
             fetch.unpack(archive, src)
+        if m.layout == "image-folder":
+            return _read_image_folder(src / m.source.get("folder", ""), m.source.get("train"), m.source.get("test"))
         return _read_cifar(src / m.source.get("folder", cifar.FOLDER))
     except fetch.FetchError as e:
         raise DatasetError(str(e)) from None
     except cifar.UnsafePickleError as e:
         raise DatasetError(f"refusing {e}") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # ImageFolderError is a ValueError
         raise DatasetError(f"dataset {m.name}: {e}") from None
 
 
-def _read_cifar(folder: Path):
+def _read_cifar(folder: Path) -> Source:
     train, test = cifar.read(folder)
-    batch_sources, start = {}, 0
+    batches, start = {}, 0
     for name, size in zip(cifar.TRAIN_BATCHES, train.batch_sizes):
-        batch_sources[name] = (folder / name, train.images[start : start + size])
+        batches[name] = (folder / name, train.images[start : start + size])
         start += size
-    batch_sources[cifar.TEST_BATCH] = (folder / cifar.TEST_BATCH, test.images)
-    return train, test, batch_sources
+    batches[cifar.TEST_BATCH] = (folder / cifar.TEST_BATCH, test.images)
+    images = np.concatenate([train.images, test.images]) if len(test.images) else train.images
+    labels = np.concatenate([train.labels, test.labels]).tolist()
+    return Source(images, labels, train.filenames + test.filenames, len(train.images), batches, list(cifar.LABEL_NAMES))
 
 
-def _build(m: Manifest, partial: Path, train, test, batch_sources, log) -> None:
+def _read_image_folder(folder: Path, train: str | None, test: str | None) -> Source:
+    listing = imagefolder.list_images(folder, train, test)
+    images = imagefolder.Images(listing.paths)
+    return Source(images, list(listing.labels), list(listing.relative), listing.n_train, classes=list(listing.classes))
+
+
+def _build(m: Manifest, partial: Path, source: Source, log) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    images = np.concatenate([train.images, test.images]) if len(test.images) else train.images
+    images = source.images
+    shapes = images.shapes() if isinstance(images, imagefolder.Images) else [tuple(images.shape[1:])] * len(images)
     _say(log, f"writing {len(images)} images as {', '.join(m.formats)} into {partial.parent}")
     files = materialize.write_files(images, partial, m.formats)
-    batches = materialize.write_batches(partial, batch_sources) if m.batches else {}
+    batches = materialize.write_batches(partial, source.batches) if m.batches else {}
     width = materialize.stem_width(len(images))
     _write_synced(partial / "SHA256SUMS", "\n".join(materialize.checksum_lines(files, width)) + "\n")
+    same = len(set(shapes)) == 1
     index = {
         "name": m.name,
         "description": m.description,
@@ -313,13 +343,15 @@ def _build(m: Manifest, partial: Path, train, test, batch_sources, log) -> None:
         "layout": m.layout,
         "manifest_digest": m.digest,
         "count": len(images),
-        "train": len(train.images),
-        "test": len(test.images),
-        "shape": list(images.shape[1:]),
+        "train": source.n_train,
+        "test": len(images) - source.n_train,
+        "shape": list(shapes[0]) if same else None,  # None: sizes vary, see "shapes"
+        **({} if same else {"shapes": [list(s) for s in shapes]}),
         "stem_width": width,
         "sample": m.sample,
-        "labels": [int(x) for x in np.concatenate([train.labels, test.labels])],
-        "filenames": list(train.filenames) + list(test.filenames),
+        "labels": [int(x) for x in source.labels],
+        "classes": source.classes,
+        "filenames": list(source.filenames),
         "formats": {fmt: _size_summary(fmt, info["sizes"]) for fmt, info in files.items()},
         "batches": batches,
         "encoding": {
@@ -329,10 +361,14 @@ def _build(m: Manifest, partial: Path, train, test, batch_sources, log) -> None:
             "pickle-p5": "pickle protocol 5, in-band, rebuilt by the public numpy.ndarray constructor",
             "npy": "numpy.save",
             "versions": materialize.encoder_versions(),
+            **({"originals": ORIGINALS_NOTE} if isinstance(images, imagefolder.Images) else {}),
         },
     }
     (partial / "index.json").write_text(json.dumps(index, indent=1))
     _sync_filesystem(partial)  # eviction drops only clean pages: everything must be on disk
+
+
+ORIGINALS_NOTE = "png and jpeg files are the archive's own bytes where it held 8-bit RGB files of that format without EXIF rotation; the rest are encoded as above"
 
 
 def _size_summary(fmt: str, sizes: list[int]) -> dict:

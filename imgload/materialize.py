@@ -81,26 +81,33 @@ def stem_width(count: int) -> int:
 
 
 def _write_range(root: str, formats: tuple[str, ...], start: int, stop: int, *, width: int):
-    """Write images[start:stop] in every format; return {fmt: (sizes, sha256 digests)}."""
-    out = {}
-    for fmt in formats:
-        folder, suffix = os.path.join(root, fmt), SUFFIX[fmt]
-        sizes, digests = [], []
-        for i in range(start, stop):
-            data = encode(fmt, _IMAGES[i])
-            fd = os.open(os.path.join(folder, f"{i:0{width}d}{suffix}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    """Write images[start:stop] in every format; return {fmt: (sizes, sha256 digests)}.
+
+    A sequence with an `original(i, fmt)` method (an image folder) supplies the file's own
+    bytes where they can stand for that format; each image is decoded once, which also
+    proves a file kept as it is decodes whole."""
+    original = getattr(_IMAGES, "original", None)
+    out = {fmt: ([], []) for fmt in formats}
+    for i in range(start, stop):
+        image = _IMAGES[i]
+        for fmt in formats:
+            data = original(i, fmt) if original and fmt in IMAGE_FORMATS else None
+            if data is None:
+                data = encode(fmt, image)
+            fd = os.open(os.path.join(root, fmt, f"{i:0{width}d}{SUFFIX[fmt]}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 os.write(fd, data)  # regular files take a write of this size whole
             finally:
                 os.close(fd)
-            sizes.append(len(data))
-            digests.append(hashlib.sha256(data).hexdigest())
-        out[fmt] = (sizes, digests)
+            out[fmt][0].append(len(data))
+            out[fmt][1].append(hashlib.sha256(data).hexdigest())
     return out
 
 
-def write_files(images: np.ndarray, root: Path, formats=FORMATS, workers: int | None = None) -> dict:
-    """Write every image in every format under root/<fmt>/; return per-format sizes and digests."""
+def write_files(images, root: Path, formats=FORMATS, workers: int | None = None) -> dict:
+    """Write every image in every format under root/<fmt>/; return per-format sizes and digests.
+
+    `images` is an (N, H, W, 3) uint8 array or any sequence of (H, W, 3) arrays."""
     global _IMAGES
     root = Path(root)
     count = len(images)

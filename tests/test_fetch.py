@@ -1,7 +1,6 @@
 """Remote datasets, all offline: a server on 127.0.0.1 started here, and file mirrors."""
 
 import hashlib
-import http.server
 import io
 import os
 import pickle
@@ -9,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 
 import numpy as np
@@ -19,6 +17,7 @@ from PIL import Image
 from imgload import cifar, datasets, fetch, synthetic
 
 from .conftest import REPO
+from .localhttp import Handler, serve
 
 N_TRAIN, N_TEST = 25, 5
 
@@ -48,34 +47,10 @@ def archive(tmp_path_factory):
     return path, _tar_gz(d / "src", path), imgs, labels
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        server = self.server
-        server.requests += 1
-        body = server.body
-        if server.fail_first > 0:
-            server.fail_first -= 1
-            self.send_error(500, "try again")
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if server.truncate else body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(archive):
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.body, httpd.requests, httpd.fail_first, httpd.truncate = archive[0].read_bytes(), 0, 0, False
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(archive[0].read_bytes(), "cifar-10-python.tar.gz") as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
@@ -253,7 +228,7 @@ def _kill_prepare_when(manifest, data, condition, moment):
     proc.wait()
 
 
-class _SlowHandler(_Handler):
+class _SlowHandler(Handler):
     def do_GET(self):
         self.server.requests += 1
         body = self.server.body
@@ -267,20 +242,13 @@ class _SlowHandler(_Handler):
 
 
 def test_prepare_killed_during_download_recovers(archive, server, tmp_path):
-    slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
-    slow.body, slow.requests = archive[0].read_bytes(), 0
-    threading.Thread(target=slow.serve_forever, daemon=True).start()
     data = tmp_path / "data"
-    try:
-        url = f"http://127.0.0.1:{slow.server_address[1]}/cifar-10-python.tar.gz"
+    with serve(archive[0].read_bytes(), "cifar-10-python.tar.gz", _SlowHandler) as slow:
         # pooch's temporary file exists and has bytes in it
-        _kill_prepare_when(_manifest(tmp_path, url, archive[1]), data,
+        _kill_prepare_when(_manifest(tmp_path, slow.url, archive[1]), data,
                            lambda: any(p.stat().st_size > 0 for p in data.glob("downloads/tmp*")), "mid-download")
         assert not (data / "downloads" / "cifar-10-python.tar.gz").exists(), "a partial download is never renamed into place"
         assert not (data / "remote-cifar").exists()
-    finally:
-        slow.shutdown()
-        slow.server_close()
     path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), data)
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
     assert _leftovers(data) == ["cifar-10-python.tar.gz"], "stale temporary downloads are removed"
