@@ -12,6 +12,7 @@ place, so a refused or interrupted archive leaves nothing behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -57,13 +58,61 @@ def _download(url: str, known_hash: str, dest: Path, retries: int) -> Path:
     fetcher = pooch.create(
         path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url}, retry_if_failed=retries
     )
+    progress = _Progress()
     try:
-        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=True, timeout=60))
+        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60))
     except ValueError as e:  # pooch's hash mismatch: says expected and got
         raise FetchError(f"{url}: {e}") from None
     except Exception as e:  # requests' connection and HTTP errors, after the retries
-        raise FetchError(f"{url}: download failed after {retries + 1} attempts: {e}") from None
+        raise FetchError(f"{url}: download failed after {retries + 1} attempts: {_reason(e)}") from None
+    finally:
+        progress.close()
     return dest
+
+
+def _reason(e: Exception) -> str:
+    """The root cause of a requests error, without the layers of reprs around it."""
+    text = str(e)
+    for pattern in (r"\[Errno -?\d+\] [^'\")]+", r"IncompleteRead\(\d+ bytes read, \d+ more expected\)", r"\d{3} (Client|Server) Error: .*"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0)
+    return text
+
+
+class _Progress:
+    """pooch's progress-bar protocol over tqdm. A bar appears only once an attempt has run
+    for a second, is erased when the attempt fails, and its rate is the real one."""
+
+    def __init__(self):
+        self._bar = None
+
+    @property
+    def total(self):
+        return self._bar.total if self._bar else None
+
+    @total.setter
+    def total(self, total: int) -> None:  # pooch sets it as each attempt starts
+        from tqdm import tqdm
+
+        self._drop()
+        self._bar = tqdm(total=total or None, unit="B", unit_scale=True, ncols=79, delay=1.0)
+
+    def update(self, n: int) -> None:
+        self._bar.update(min(n, self._bar.total - self._bar.n) if self._bar.total else n)
+
+    def reset(self) -> None:  # pooch then fills the bar with update(total)
+        self._bar.update(-self._bar.n)  # unlike tqdm's reset(), keeps the start time: the rate stays true
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _drop(self) -> None:
+        if self._bar is not None:
+            self._bar.leave = False  # a failed attempt's bar is erased
+            self.close()
 
 
 def _hash_of(path: Path, known_hash: str) -> str:
