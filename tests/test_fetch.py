@@ -108,10 +108,16 @@ def test_wrong_hash_says_expected_and_got_and_keeps_nothing(archive, server, tmp
 
 def test_truncated_download_fails_cleanly(archive, server, tmp_path):
     server.truncate = True
-    with pytest.raises(datasets.DatasetError, match="127.0.0.1"):
+    with pytest.raises(datasets.DatasetError, match=r"127.0.0.1.*download failed after 2 attempts: IncompleteRead\(\d+ bytes read"):
         datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
     assert server.requests == 2  # first try and one retry
     assert _leftovers(tmp_path / "data") == []
+
+
+def test_unreachable_server_gives_the_root_cause(archive, tmp_path):
+    with pytest.raises(datasets.DatasetError) as e:
+        datasets.prepare(_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
+    assert str(e.value) == f"{CLOSED}: download failed after 2 attempts: [Errno 111] Connection refused"
 
 
 def test_server_error_then_success_is_retried(archive, server, tmp_path):
