@@ -103,6 +103,7 @@ def steps(conf_path: Path, machine: str, bench: str, before: tuple[str, str], af
     from asv.config import Config
 
     conf = Config.load(str(conf_path))
+    conf.results_dir = str(Path(conf_path).parent / conf.results_dir)  # asv reads it relative to the config
     selected = Benchmarks.load(conf, regex=bench)
     out = []
     for name in selected:

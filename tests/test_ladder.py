@@ -263,3 +263,116 @@ def test_verdict_names_a_step_beyond_noise_and_refuses_one_within_it():
     assert "numpy 1.26.4 -> 2.2.6" in text
     flat = ladder_find.Step("bench.time_x", "seconds", a, _m("2.0", 0.0101, 0.0098, 0.0103), 1.01, False, False)
     assert "verdict: no significant step" in ladder_find.report("demo-lib", flat, 1.1, {})
+
+
+# -- a real ladder: three releases of a tiny local package whose cost the test controls --------
+
+PROBE = "imgload_ladder_probe"
+PROBE_COSTS = {"1.0": 0.01, "2.0": 0.01, "3.0": 0.04}  # seconds per call: flat, then a 4x step at 3.0
+PROBE_BENCH = '''
+import time
+from importlib import metadata
+
+
+def track_installed_version():
+    return float(metadata.version("imgload-ladder-probe"))
+
+
+class Probe:
+    number = 1
+    repeat = 5
+    rounds = 1
+    warmup_time = 0
+
+    def time_step(self):
+        import imgload_ladder_probe
+        imgload_ladder_probe.work()
+
+    def time_flat(self):
+        time.sleep(0.01)
+'''
+
+
+def write_wheel(folder: Path, version: str, cost: float) -> Path:
+    """A pure-Python wheel of imgload-ladder-probe whose work() sleeps `cost` seconds."""
+    dist = f"{PROBE}-{version}.dist-info"
+    files = {
+        f"{PROBE}/__init__.py": f"import time\n\nCOST = {cost}\n\n\ndef work():\n    time.sleep(COST)\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: imgload-ladder-probe\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: imgload-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(c.encode()).digest()).rstrip(b'=').decode()},{len(c.encode())}"
+              for p, c in files.items()]
+    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+    path = folder / f"{PROBE}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return path
+
+
+@pytest.fixture(scope="module")
+def probe_ladder(tmp_path_factory):
+    """Build the probe ladder and `asv run` every rung (as `make ladder` does) in a real virtualenv."""
+    tmp = tmp_path_factory.mktemp("probe-ladder")
+    (tmp / "wheels").mkdir()
+    for version, cost in PROBE_COSTS.items():
+        write_wheel(tmp / "wheels", version, cost)
+    (tmp / "benchmarks").mkdir()
+    (tmp / "benchmarks" / "__init__.py").write_text("")
+    (tmp / "benchmarks" / "bench_probe.py").write_text(PROBE_BENCH)
+    toml = tmp / "probe.toml"
+    toml.write_text('library = "imgload-ladder-probe"\nversions = ["1.0", "2.0", "3.0"]\nfind_links = "wheels"\n'
+                    '[released]\n"1.0" = 2024-01-10\n"2.0" = 2024-06-10\n"3.0" = 2025-01-10\n')
+    env = dict(os.environ, IMGLOAD_LADDER_DIR=str(tmp / "ladders"))
+    built = subprocess.run([sys.executable, "-m", "imgload", "ladder", "build", str(toml)], env=env,
+                           capture_output=True, text=True, cwd=REPO)
+    assert built.returncode == 0, built.stderr
+    conf_path = Path(built.stdout.strip())
+    conf = json.loads(conf_path.read_text())
+    conf["benchmark_dir"] = str(tmp / "benchmarks")
+    conf_path.write_text(json.dumps(conf))
+    config = ["--config", str(conf_path), "--machine", "imgload-test"]
+    subprocess.run([*ASV, "machine", "--yes", *config], env=env, check=True, capture_output=True)
+    run = subprocess.run([*ASV, "run", "--show-stderr", *config, f"HASHFILE:{conf_path.parent / 'rungs.txt'}"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    return tmp, toml, conf_path, env, run
+
+
+def _make_find(probe_ladder, bench):
+    tmp, toml, conf_path, env, run = probe_ladder
+    make = ["make", "--no-print-directory", "-C", str(REPO), "-o", "machine", "find", f"BIN={Path(sys.executable).parent}",
+            f"NAME={toml}", f"BENCH={bench}", "FIND_ARGS=--machine imgload-test"]
+    return subprocess.run(make, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.asv
+def test_every_rung_ran_its_own_release_in_a_checked_environment(probe_ladder):
+    tmp, toml, conf_path, env, run = probe_ladder
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rungs = (conf_path.parent / "rungs.txt").read_text().split()
+    results = conf_path.parent / "results" / "imgload-test"
+    for commit, version in zip(rungs, PROBE_COSTS):
+        (path,) = results.glob(f"{commit[:8]}-*.json")
+        data = json.loads(path.read_text())
+        row = dict(zip(data["result_columns"], data["results"]["bench_probe.track_installed_version"]))
+        assert row["result"] == [float(version)], (version, row)
+        record = json.loads((conf_path.parent / "envinfo" / f"{data['env_name']}-{commit[:8]}.json").read_text())
+        assert record["installed"] == record["pins"] == {"imgload-ladder-probe": version}
+
+
+@pytest.mark.asv
+def test_make_find_reports_the_release_of_a_real_step_and_its_ratio(probe_ladder):
+    out = _make_find(probe_ladder, "time_step")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "asv find names 3.0" in out.stdout and "the release before is 2.0" in out.stdout
+    assert "verdict: step at imgload-ladder-probe 3.0:" in out.stdout
+    ratio = float(out.stdout.split("ratio  ")[1].split()[0])
+    assert 3.0 < ratio < 5.0, out.stdout[-2000:]
+
+
+@pytest.mark.asv
+def test_make_find_on_a_flat_benchmark_reports_no_significant_step(probe_ladder):
+    out = _make_find(probe_ladder, "time_flat")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "verdict: no significant step" in out.stdout and "verdict: step" not in out.stdout
