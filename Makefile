@@ -45,10 +45,11 @@ ladder: data machine
 	$(ASV) publish --config $$conf && \
 	echo "results: $$dir/results   site: $$dir/html/index.html   (asv preview --config $$conf)"
 
-# asv find over a built ladder, then a verdict on the release it names; INVERT=1 looks for a speedup
+# asv find over a built ladder, then a verdict on the release it names; INVERT=1 looks for a speedup,
+# REPEAT=N measures the two releases again with N samples each before the verdict
 find: machine
-	@test -n "$(NAME)" -a -n "$(BENCH)" || { echo "usage: make find NAME=pillow BENCH=regex [INVERT=1]" >&2; exit 2; }
-	$(BIN)/python -m imgload ladder find $(NAME) "$(BENCH)" $(if $(INVERT),--invert) $(FIND_ARGS)
+	@test -n "$(NAME)" -a -n "$(BENCH)" || { echo "usage: make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=10]" >&2; exit 2; }
+	$(BIN)/python -m imgload ladder find $(NAME) "$(BENCH)" $(if $(INVERT),--invert) $(if $(REPEAT),--repeat $(REPEAT)) $(FIND_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -308,7 +308,7 @@ def _find_cmd(args) -> int:
     from . import ladder_find
 
     return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine,
-                            factor=args.factor, asv_args=args.asv_args, root=args.ladder_dir)
+                            factor=args.factor, asv_args=args.asv_args, root=args.ladder_dir, repeat=args.repeat)
 
 
 def _refresh_cmd(args) -> int:
@@ -334,6 +334,8 @@ def add_commands(sub) -> None:
     f.add_argument("--invert", action="store_true", help="look for a speedup instead of a slowdown")
     f.add_argument("--machine", help="asv machine name (default: this host's)")
     f.add_argument("--factor", type=float, default=1.1, help="smallest ratio called a step (default 1.1)")
+    f.add_argument("--repeat", type=int, default=0, metavar="N",
+                   help="measure the two releases again with N samples each before the verdict (N >= 6 for a rank test)")
     f.add_argument("--ladder-dir")
     f.add_argument("asv_args", nargs="*", help="passed on to asv find (after --), e.g. -- --show-stderr")
     f.set_defaults(func=_guarded(_find_cmd))

@@ -2,7 +2,8 @@
 
 `asv find` bisects to the commit with the largest change and always names one, even on a
 flat ladder. The verdict reads what `asv find` measured (it saves its results) for the
-release it named and the release before, and says whether the step is real: the two
+release it named and the release before, or, with `repeat`, measures those two again
+with that many samples each, and says whether the step is real: the two
 measurements must differ beyond the noise between repeated samples (asv's own test:
 Mann-Whitney U when raw samples are stored, else non-overlapping 99% confidence
 intervals) and by at least `factor`, the threshold `asv compare` uses too.
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +83,20 @@ def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list
     return found
 
 
+def remeasure(conf: Path, machine: str, bench: str, commits: list[str], repeat: int) -> None:
+    """Measure the two rungs again with `repeat` samples each, keeping the raw samples for the test."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=conf.parent, delete=False) as f:
+        f.write("\n".join(commits) + "\n")
+    try:
+        cmd = [sys.executable, "-m", "asv", "run", "--config", str(conf), "--machine", machine, "--record-samples",
+               "-a", f"repeat={repeat}", "-b", bench, f"HASHFILE:{f.name}"]
+        print(f"\nimgload: measuring both releases again, {repeat} samples each", flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise ladders.LadderError("asv run failed while measuring the two releases again; its output is above")
+    finally:
+        os.unlink(f.name)
+
+
 def _measurement(conf, machine: str, commit: str, version: str, name: str, params, index: int) -> Measurement | None:
     from asv.results import iter_results_for_machine_and_hash
 
@@ -125,14 +142,18 @@ def steps(conf_path: Path, machine: str, bench: str, before: tuple[str, str], af
     return out
 
 
-def _fmt(m: Measurement, unit: str) -> str:
+def _human(value: float, unit: str) -> str:
     from asv.util import human_value
 
+    return "-" + human_value(-value, unit) if value < 0 else human_value(value, unit)
+
+
+def _fmt(m: Measurement, unit: str) -> str:
     spread = ""
     if m.stats and "ci_99_a" in m.stats:
-        spread = (f"  99% CI {human_value(m.stats['ci_99_a'], unit)} .. {human_value(m.stats['ci_99_b'], unit)},"
-                  f" {m.stats.get('repeat', '?')} samples")
-    return f"{m.version:>12}  {m.commit[:8]}  {human_value(m.value, unit):>10}{spread}"
+        n = len(m.samples) if m.samples else m.stats.get("repeat", "?")
+        spread = f"  99% CI {_human(m.stats['ci_99_a'], unit)} .. {_human(m.stats['ci_99_b'], unit)}, {n} samples"
+    return f"{m.version:>12}  {m.commit[:8]}  {_human(m.value, unit):>10}{spread}"
 
 
 def report(library: str, step: Step, factor: float, also_changed: dict[str, tuple[str, str]]) -> str:
@@ -159,7 +180,7 @@ def report(library: str, step: Step, factor: float, also_changed: dict[str, tupl
 
 
 def find(name_or_path: str, bench: str, invert: bool = False, machine: str | None = None,
-         factor: float = FACTOR, asv_args: list[str] = (), root: str | None = None) -> int:
+         factor: float = FACTOR, asv_args: list[str] = (), root: str | None = None, repeat: int = 0) -> int:
     ladder = ladders.load(name_or_path)
     out = ladders.ladder_dir(root) / ladder.name
     conf = out / "asv.conf.json"
@@ -183,6 +204,8 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
     pins_a, pins_b = pins_at(repo, before[0]), pins_at(repo, after[0])
     also = {k: (pins_a.get(k, "-"), pins_b.get(k, "-")) for k in set(pins_a) | set(pins_b)
             if k != ladder.library and pins_a.get(k) != pins_b.get(k)}
+    if repeat:
+        remeasure(conf, machine, bench, [before[0], after[0]], repeat)
     print(f"\n{ladder.library} ladder: asv find names {after[1]} ({after[0][:8]}); the release before is {before[1]}")
     for step in steps(conf, machine, bench, before, after, factor):
         print(report(ladder.library, step, factor, also))

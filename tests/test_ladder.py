@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -339,10 +340,10 @@ def probe_ladder(tmp_path_factory):
     return tmp, toml, conf_path, env, run
 
 
-def _make_find(probe_ladder, bench):
+def _make_find(probe_ladder, bench, *extra):
     tmp, toml, conf_path, env, run = probe_ladder
     make = ["make", "--no-print-directory", "-C", str(REPO), "-o", "machine", "find", f"BIN={Path(sys.executable).parent}",
-            f"NAME={toml}", f"BENCH={bench}", "FIND_ARGS=--machine imgload-test"]
+            f"NAME={toml}", f"BENCH={bench}", "FIND_ARGS=--machine imgload-test", *extra]
     return subprocess.run(make, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -363,9 +364,11 @@ def test_every_rung_ran_its_own_release_in_a_checked_environment(probe_ladder):
 
 @pytest.mark.asv
 def test_make_find_reports_the_release_of_a_real_step_and_its_ratio(probe_ladder):
-    out = _make_find(probe_ladder, "time_step")
+    # REPEAT: both releases measured again with raw samples kept, so the verdict uses the rank test
+    out = _make_find(probe_ladder, "time_step", "REPEAT=8")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "asv find names 3.0" in out.stdout and "the release before is 2.0" in out.stdout
+    assert len(re.findall(r"99% CI .*, 8 samples$", out.stdout, re.M)) == 2
     assert "verdict: step at imgload-ladder-probe 3.0:" in out.stdout
     ratio = float(out.stdout.split("ratio  ")[1].split()[0])
     assert 3.0 < ratio < 5.0, out.stdout[-2000:]
