@@ -84,13 +84,18 @@ def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list
 
 
 def remeasure(conf: Path, machine: str, bench: str, commits: list[str], repeat: int) -> None:
-    """Measure the two rungs again with `repeat` samples each, keeping the raw samples for the test."""
+    """Measure the two rungs again, `repeat` samples each, keeping the raw samples for the rank test.
+
+    Two rounds, interleaved across the rungs (A B, then B A), so that a machine getting
+    busier or quieter during the measurement does not show up as a step.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=conf.parent, delete=False) as f:
         f.write("\n".join(commits) + "\n")
     try:
         cmd = [sys.executable, "-m", "asv", "run", "--config", str(conf), "--machine", machine, "--record-samples",
-               "-a", f"repeat={repeat}", "-b", bench, f"HASHFILE:{f.name}"]
-        print(f"\nimgload: measuring both releases again, {repeat} samples each", flush=True)
+               "--interleave-rounds", "-a", "rounds=2", "-a", f"repeat={math.ceil(repeat / 2)}",
+               "-b", bench, f"HASHFILE:{f.name}"]
+        print(f"\nimgload: measuring both releases again, {2 * math.ceil(repeat / 2)} samples each", flush=True)
         if subprocess.run(cmd).returncode != 0:
             raise ladders.LadderError("asv run failed while measuring the two releases again; its output is above")
     finally:
@@ -156,24 +161,29 @@ def _fmt(m: Measurement, unit: str) -> str:
     return f"{m.version:>12}  {m.commit[:8]}  {_human(m.value, unit):>10}{spread}"
 
 
-def report(library: str, step: Step, factor: float, also_changed: dict[str, tuple[str, str]]) -> str:
+def report(library: str, step: Step, factor: float, also_changed: dict[str, tuple[str, str]],
+           invert: bool = False) -> str:
     lines = [
         f"{step.name}",
         f"  before {_fmt(step.before, step.unit)}",
         f"  after  {_fmt(step.after, step.unit)}",
         f"  ratio  {step.ratio:.3f} (after / before)",
     ]
-    if step.significant:
-        how = "slower" if step.ratio > 1 else "faster"
-        size = step.ratio if step.ratio > 1 else 1 / step.ratio
+    how = "slower" if step.ratio > 1 else "faster"
+    size = step.ratio if step.ratio > 1 else 1 / step.ratio
+    sought = "faster" if invert else "slower"
+    if step.significant and how == sought:
         verdict = (f"step at {library} {step.after.version}: {size:.2f}x {how} than {step.before.version},"
                    f" beyond the noise between repeated samples")
+    elif step.significant:
+        verdict = (f"no significant {'speedup' if invert else 'slowdown'}: {step.after.version} is {size:.2f}x"
+                   f" {how} than {step.before.version}, the other way (search with{'out' if invert else ''} --invert)")
     elif step.beyond_noise:
         verdict = f"no significant step (the samples differ, but by less than the {factor:g}x threshold)"
     else:
         verdict = "no significant step (the difference is within the noise between repeated samples)"
     lines.append(f"  verdict: {verdict}")
-    if also_changed and step.significant:
+    if also_changed and step.significant and how == sought:
         changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(also_changed.items()))
         lines.append(f"  note: these pins changed too between the two rungs: {changed}")
     return "\n".join(lines)
@@ -208,5 +218,5 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
         remeasure(conf, machine, bench, [before[0], after[0]], repeat)
     print(f"\n{ladder.library} ladder: asv find names {after[1]} ({after[0][:8]}); the release before is {before[1]}")
     for step in steps(conf, machine, bench, before, after, factor):
-        print(report(ladder.library, step, factor, also))
+        print(report(ladder.library, step, factor, also, invert))
     return 0

@@ -262,6 +262,9 @@ def test_verdict_names_a_step_beyond_noise_and_refuses_one_within_it():
     text = ladder_find.report("demo-lib", step, 1.1, {"numpy": ("1.26.4", "2.2.6")})
     assert "step at demo-lib 2.0: 4.00x slower than 1.0" in text and "ratio  4.000" in text
     assert "numpy 1.26.4 -> 2.2.6" in text
+    faster = ladder_find.Step("bench.time_x", "seconds", b, a, 0.25, True, True)
+    assert "no significant slowdown: 1.0 is 4.00x faster than 2.0" in ladder_find.report("demo-lib", faster, 1.1, {})
+    assert "step at demo-lib 1.0: 4.00x faster" in ladder_find.report("demo-lib", faster, 1.1, {}, invert=True)
     flat = ladder_find.Step("bench.time_x", "seconds", a, _m("2.0", 0.0101, 0.0098, 0.0103), 1.01, False, False)
     assert "verdict: no significant step" in ladder_find.report("demo-lib", flat, 1.1, {})
 
