@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,7 +177,8 @@ def _git_env(date: datetime.date | None) -> dict[str, str]:
     return env
 
 
-def _git(repo: Path, *args: str, date: datetime.date | None = None, stdin: str | None = None) -> str:
+def git(repo: Path, *args: str, date: datetime.date | None = None, stdin: str | None = None) -> str:
+    """Run git in `repo` with no user config; `date` sets author and committer dates."""
     proc = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True, env=_git_env(date))
     if proc.returncode != 0:
         raise LadderError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
@@ -186,24 +188,31 @@ def _git(repo: Path, *args: str, date: datetime.date | None = None, stdin: str |
 def _commit(repo: Path, files: dict[str, str], message: str, date: datetime.date, parent: str | None) -> str:
     entries = []
     for name, content in sorted(files.items()):
-        blob = _git(repo, "hash-object", "-w", "--stdin", stdin=content)
+        blob = git(repo, "hash-object", "-w", "--stdin", stdin=content)
         entries.append(f"100644 blob {blob}\t{name}\n")
-    tree = _git(repo, "mktree", stdin="".join(entries))
-    return _git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, date=date)
+    tree = git(repo, "mktree", stdin="".join(entries))
+    return git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, date=date)
 
 
 def _tag(repo: Path, commit: str, name: str, date: datetime.date) -> str:
     body = f"object {commit}\ntype commit\ntag {name}\ntagger {IDENTITY[0]} <{IDENTITY[1]}> {_stamp(date)}\n\n{name}\n"
-    return _git(repo, "mktag", stdin=body)
+    return git(repo, "mktag", stdin=body)
 
 
 def write_repo(ladder: Ladder, repo: Path) -> list[str]:
     """Create or update the ladder's repository in place; returns the rung commits, oldest first."""
     if not (repo / ".git").is_dir():
         repo.parent.mkdir(parents=True, exist_ok=True)
+        for stale in repo.parent.glob(f".{repo.name}.*"):  # left by an interrupted build
+            shutil.rmtree(stale, ignore_errors=True)
         fresh = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
-        _git(fresh, "init", "--quiet", "--initial-branch", BRANCH)
-        os.replace(fresh, repo)  # a half-initialised repository never sits at `repo`
+        git(fresh, "init", "--quiet", "--initial-branch", BRANCH)
+        try:
+            os.replace(fresh, repo)  # a half-initialised repository never sits at `repo`
+        except OSError:
+            shutil.rmtree(fresh, ignore_errors=True)
+            if not (repo / ".git").is_dir():
+                raise LadderError(f"{repo} exists and is not a git repository; remove it and build again") from None
     first = ladder.rungs[0].released
     readme = (f"Release ladder of {ladder.library}: one commit per release, oldest first, each tagged with\n"
               f"its version. {REQUIREMENTS} holds the exact pins asv installs for that release.\n")
@@ -214,12 +223,12 @@ def write_repo(ladder: Ladder, repo: Path) -> list[str]:
                        f"{ladder.library} {rung.version}", rung.released, head)
         rungs.append(head)
         tags[rung.version] = _tag(repo, head, rung.version, rung.released)
-    old_tags = set(_git(repo, "tag", "--list").split())
+    old_tags = set(git(repo, "tag", "--list").split())
     ops = [f"update refs/heads/{BRANCH} {head}"]
     ops += [f"update refs/tags/{name} {obj}" for name, obj in tags.items()]
     ops += [f"delete refs/tags/{name}" for name in sorted(old_tags - set(tags))]
-    _git(repo, "update-ref", "--stdin", stdin="start\n" + "\n".join(ops) + "\nprepare\ncommit\n")
-    _git(repo, "symbolic-ref", "HEAD", f"refs/heads/{BRANCH}")
+    git(repo, "update-ref", "--stdin", stdin="start\n" + "\n".join(ops) + "\nprepare\ncommit\n")
+    git(repo, "symbolic-ref", "HEAD", f"refs/heads/{BRANCH}")
     return rungs
 
 

@@ -47,24 +47,17 @@ class Step:
     significant: bool
 
 
-def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ladders.LadderError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
 def rung_versions(repo: Path) -> list[tuple[str, str]]:
     """(commit, version) of every rung, oldest first, read back from the repository's tags."""
     out = []
-    for commit in _git(repo, "rev-list", "--first-parent", "--reverse", ladders.BRANCH).split()[1:]:
-        tag = _git(repo, "tag", "--points-at", commit).split()
+    for commit in ladders.git(repo, "rev-list", "--first-parent", "--reverse", ladders.BRANCH).split()[1:]:
+        tag = ladders.git(repo, "tag", "--points-at", commit).split()
         out.append((commit, tag[0] if tag else commit[:8]))
     return out
 
 
 def pins_at(repo: Path, commit: str) -> dict[str, str]:
-    text = _git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}")
+    text = ladders.git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}")
     return dict(line.split("==", 1) for line in text.splitlines() if "==" in line and not line.startswith("#"))
 
 
@@ -204,7 +197,7 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
         from asv.machine import Machine
 
         machine = Machine.get_unique_machine_name()
-    root_commit = _git(repo, "rev-parse", f"{rungs[0][0]}^")
+    root_commit = ladders.git(repo, "rev-parse", f"{rungs[0][0]}^")
     machine_args = ["--machine", machine]
     found = run_asv_find(conf, root_commit, bench, invert, machine_args + list(asv_args))
     at = [i for i, (commit, _) in enumerate(rungs) if commit.startswith(found)]

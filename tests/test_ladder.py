@@ -121,6 +121,16 @@ def test_rebuild_after_an_edit_moves_refs_and_drops_stale_tags(demo, tmp_path):
     assert not list(conf.parent.glob(".*tmp*")) and not list(tmp_path.glob("demo/.repo*"))
 
 
+def test_build_refuses_a_foreign_folder_and_clears_an_interrupted_one(demo, tmp_path):
+    (tmp_path / "demo" / "repo").mkdir(parents=True)
+    (tmp_path / "demo" / "repo" / "mine.txt").write_text("keep")
+    (tmp_path / "demo" / ".repo.abc123").mkdir()  # what a killed build leaves
+    with pytest.raises(ladder.LadderError, match="is not a git repository; remove it"):
+        ladder.build(demo, tmp_path)
+    assert (tmp_path / "demo" / "repo" / "mine.txt").read_text() == "keep"
+    assert not list((tmp_path / "demo").glob(".repo.*"))
+
+
 def test_derived_asv_config_has_one_environment_and_wheel_only_checked_installs(demo, tmp_path):
     from asv.config import Config
     from asv.environment import get_environments
