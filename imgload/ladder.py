@@ -317,7 +317,7 @@ def _find_cmd(args) -> int:
     from . import ladder_find
 
     return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine,
-                            factor=args.factor, asv_args=args.asv_args, root=args.ladder_dir, repeat=args.repeat)
+                            factor=args.factor, show_stderr=args.show_stderr, root=args.ladder_dir, repeat=args.repeat)
 
 
 def _refresh_cmd(args) -> int:
@@ -346,7 +346,7 @@ def add_commands(sub) -> None:
     f.add_argument("--repeat", type=int, default=0, metavar="N",
                    help="measure the two releases again with N samples each before the verdict (N >= 6 for a rank test)")
     f.add_argument("--ladder-dir")
-    f.add_argument("asv_args", nargs="*", help="passed on to asv find (after --), e.g. -- --show-stderr")
+    f.add_argument("--show-stderr", action="store_true", help="show the benchmarks' stderr (asv find --show-stderr)")
     f.set_defaults(func=_guarded(_find_cmd))
 
     r = cmds.add_parser("refresh", help="rewrite a ladder's versions and release dates from the package index")

@@ -183,7 +183,7 @@ def report(library: str, step: Step, factor: float, also_changed: dict[str, tupl
 
 
 def find(name_or_path: str, bench: str, invert: bool = False, machine: str | None = None,
-         factor: float = FACTOR, asv_args: list[str] = (), root: str | None = None, repeat: int = 0) -> int:
+         factor: float = FACTOR, show_stderr: bool = False, root: str | None = None, repeat: int = 0) -> int:
     ladder = ladders.load(name_or_path)
     out = ladders.ladder_dir(root) / ladder.name
     conf = out / "asv.conf.json"
@@ -198,8 +198,8 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
 
         machine = Machine.get_unique_machine_name()
     root_commit = ladders.git(repo, "rev-parse", f"{rungs[0][0]}^")
-    machine_args = ["--machine", machine]
-    found = run_asv_find(conf, root_commit, bench, invert, machine_args + list(asv_args))
+    asv_args = ["--machine", machine] + (["--show-stderr"] if show_stderr else [])
+    found = run_asv_find(conf, root_commit, bench, invert, asv_args)
     at = [i for i, (commit, _) in enumerate(rungs) if commit.startswith(found)]
     if len(at) != 1 or at[0] == 0:
         raise ladders.LadderError(f"asv find named {found}, which is not a rung after the first of ladder {ladder.name}")
