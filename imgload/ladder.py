@@ -113,8 +113,8 @@ def load(name_or_path: str | os.PathLike) -> Ladder:
         raise LadderError(f"{where}: library must be a PyPI name, got {library!r}")
     library = canonical(library)
     versions = raw.get("versions")
-    if not isinstance(versions, list) or not versions:
-        raise LadderError(f"{where}: versions must be a non-empty list, oldest first")
+    if not isinstance(versions, list) or not versions or not all(isinstance(v, str) for v in versions):
+        raise LadderError(f"{where}: versions must be a non-empty list of quoted versions, oldest first")
     parsed = [_version(v, f"{where}: versions") for v in versions]
     for v, text_v in zip(parsed, versions):
         if v.is_prerelease or v.is_devrelease:
@@ -135,6 +135,8 @@ def load(name_or_path: str | os.PathLike) -> Ladder:
     if library in base:
         raise LadderError(f"{where}: [base] must not pin the ladder's own library {library}")
     overrides = []
+    if not isinstance(raw.get("override", []), list) or not all(isinstance(e, dict) for e in raw.get("override", [])):
+        raise LadderError(f"{where}: override must be [[override]] tables (before = \"version\", then pins)")
     for i, entry in enumerate(raw.get("override", [])):
         entry = dict(entry)
         before = _version(entry.pop("before", None), f"{where}: override #{i + 1} before")

@@ -70,6 +70,8 @@ def test_load_orders_rungs_and_applies_base_and_overrides(demo):
     (('library = "Demo_Lib"', 'wheels = 1\nlibrary = "Demo_Lib"'), "unknown key(s) wheels"),
     (('numpy = "1.26.4"', 'scipy = "1.0"'), "override #1 may only change [base] pins, not scipy"),
     (('library = "Demo_Lib"', 'library = "no such lib!"'), "library must be a PyPI name"),
+    (('versions = ["1.0", "1.2", "2.0"]', 'versions = [1.0, 1.2, 2.0]'), "versions must be a non-empty list of quoted versions"),
+    (('[[override]]', '[override]'), "override must be [[override]] tables"),
 ])
 def test_bad_ladders_fail_with_one_line_naming_the_fault(demo, change, message):
     demo.write_text(LADDER.replace(*change))
