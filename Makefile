@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ASV    := $(BIN)/asv
 STAMP  := $(VENV)/.installed
-# extra arguments for asv run, e.g. ASV_ARGS='-b SmallImages'
+# extra arguments for asv run, e.g. ASV_ARGS='-b SmallImages'; FIND_ARGS for `imgload ladder find`
 ASV_ARGS ?=
+FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench quick test data machine publish preview clean venv
+.PHONY: bench quick test data machine publish preview clean venv ladder find
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,20 @@ bench: data machine
 # the whole grid once, in .venv's own stack, on a few files per call: a smoke run, nothing saved
 quick: data machine
 	IMGLOAD_PROFILE=smoke $(ASV) run --quick --dry-run --show-stderr -E existing:$(CURDIR)/$(BIN)/python $(ASV_ARGS)
+
+# release ladder NAME (ladders/NAME.toml, or a path to one): build its repo, run every release, publish its site
+ladder: data machine
+	@test -n "$(NAME)" || { echo "usage: make ladder NAME=pillow [ASV_ARGS='-b LargeImages']" >&2; exit 2; }
+	conf=$$($(BIN)/python -m imgload ladder build $(NAME)) && dir=$$(dirname $$conf) && \
+	$(ASV) run --config $$conf --show-stderr --skip-existing HASHFILE:$$dir/rungs.txt $(ASV_ARGS) && \
+	$(ASV) publish --config $$conf && \
+	echo "results: $$dir/results   site: $$dir/html/index.html   (asv preview --config $$conf)"
+
+# asv find over a built ladder, then a verdict on the release it names; INVERT=1 looks for a speedup,
+# REPEAT=N measures the two releases again with N samples each before the verdict
+find: machine
+	@test -n "$(NAME)" -a -n "$(BENCH)" || { echo "usage: make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=10]" >&2; exit 2; }
+	$(BIN)/python -m imgload ladder find $(NAME) "$(BENCH)" $(if $(INVERT),--invert) $(if $(REPEAT),--repeat $(REPEAT)) $(FIND_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

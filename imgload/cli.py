@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import datasets
+from . import datasets, ladder
 
 
 def _prepare(args) -> int:
@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
     info.add_argument("--data-dir")
     info.set_defaults(func=_info)
+    ladder.add_commands(sub)
     return p
 
 

@@ -4,6 +4,9 @@ Each stack in asv.conf.json's `include` names itself in env IMGLOAD_STACK; this 
 that stack's pins up in the config, compares them with what is installed, runs
 `pip check`, and exits non-zero with one line per mismatch, which stops asv from
 measuring the environment. A verified environment leaves a record beside the results.
+
+`--requirements FILE --record-dir DIR` checks a pinned requirements file instead (a
+release ladder's rung, see imgload.ladder): the same version check and `pip check`.
 """
 
 from __future__ import annotations
@@ -64,7 +67,62 @@ def record_path(conf: dict, conf_dir: Path, env_name: str) -> Path:
     return results.parent / "envinfo" / f"{env_name}.json"
 
 
+def requirement_pins(path: Path) -> dict[str, str]:
+    """`name==version` lines of a requirements file; comments and blank lines are skipped."""
+    pins = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([0-9][0-9a-zA-Z.+!]*)", line)
+        if not m:
+            raise EnvCheckError(f"{path}:{n}: {line!r} is not an exact pin (name==version)")
+        pins[m.group(1)] = m.group(2)
+    return pins
+
+
+def check_requirements(argv: list[str]) -> int:
+    """--requirements FILE --record-dir DIR: verify the environment holds exactly FILE's pins."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m imgload.envcheck --requirements")
+    p.add_argument("--requirements", required=True, type=Path)
+    p.add_argument("--record-dir", required=True, type=Path)
+    args = p.parse_args(argv)
+    env_name = os.environ.get("ASV_ENV_NAME", "unknown-environment")
+    commit = os.environ.get("ASV_COMMIT", "unknown-commit")
+    where = f"imgload: environment {env_name} at {commit[:8]} ({args.requirements.name})"
+    try:
+        pins = requirement_pins(args.requirements)
+        if not pins:
+            raise EnvCheckError(f"{args.requirements} pins nothing")
+        problems = mismatches(pins) + pip_check()
+        if problems:
+            raise EnvCheckError("does not match its pins: " + "; ".join(problems))
+    except (EnvCheckError, OSError) as e:
+        print(f"{where}: {e}", file=sys.stderr)
+        return 1
+    record = {
+        "commit": commit,
+        "env_name": env_name,
+        "requirements": str(args.requirements),
+        "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "pins": pins,
+        "installed": {name: metadata.version(_canonical(name)) for name in pins},
+    }
+    out = args.record_dir / f"{env_name}-{commit[:8]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out)
+    print(f"{where}: {len(pins)} pins verified, pip check clean")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv and argv[0] == "--requirements":
+        return check_requirements(argv)
     conf_path = Path(argv[0] if argv else "asv.conf.json").resolve()
     env_name = os.environ.get("ASV_ENV_NAME", "unknown-environment")
     stack = os.environ.get("IMGLOAD_STACK")

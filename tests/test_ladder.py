@@ -1,0 +1,396 @@
+"""Release ladders: the TOML, the deterministic repository, the asv config, refresh, find."""
+
+import base64
+import datetime
+import hashlib
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.tags import Tag
+from packaging.version import Version
+
+from imgload import ladder, ladder_find, ladder_refresh
+
+from .conftest import REPO
+
+ASV = [sys.executable, "-m", "asv"]
+
+LADDER = """
+library = "Demo_Lib"
+versions = ["1.0", "1.2", "2.0"]
+[released]
+"1.0" = 2023-01-15
+"1.2" = 2023-06-30
+"2.0" = 2024-02-29
+[base]
+numpy = "2.2.6"
+pillow = "11.2.1"
+[[override]]
+before = "1.2"
+numpy = "1.26.4"
+"""
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def demo(tmp_path):
+    path = tmp_path / "demo.toml"
+    path.write_text(LADDER)
+    return path
+
+
+def test_load_orders_rungs_and_applies_base_and_overrides(demo):
+    lad = ladder.load(demo)
+    assert lad.name == "demo" and lad.library == "demo-lib"
+    assert [r.version for r in lad.rungs] == ["1.0", "1.2", "2.0"]
+    assert lad.rungs[0].pins == {"demo-lib": "1.0", "numpy": "1.26.4", "pillow": "11.2.1"}
+    assert lad.rungs[1].pins == {"demo-lib": "1.2", "numpy": "2.2.6", "pillow": "11.2.1"}
+    assert lad.rungs[2].released == datetime.date(2024, 2, 29)
+    assert lad.rungs[1].requirements("demo-lib").splitlines()[1:] == ["demo-lib==1.2", "numpy==2.2.6", "pillow==11.2.1"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (('versions = ["1.0", "1.2", "2.0"]', 'versions = ["1.0", "2.0", "1.2"]'), "must be increasing, oldest first: 2.0 comes before 1.2"),
+    (('versions = ["1.0", "1.2", "2.0"]', 'versions = ["1.0", "1.2", "2.0", "2.1rc1"]'), "2.1rc1 is not a final release"),
+    (('"1.2" = 2023-06-30', ''), 'released."1.2" must be the release date'),
+    (('pillow = "11.2.1"', 'pillow = ">=11"'), 'pillow = \'>=11\' is not an exact pin'),
+    (('pillow = "11.2.1"', 'demo_lib = "1.0"'), "must not pin the ladder's own library demo-lib"),
+    (('library = "Demo_Lib"', 'wheels = 1\nlibrary = "Demo_Lib"'), "unknown key(s) wheels"),
+    (('numpy = "1.26.4"', 'scipy = "1.0"'), "override #1 may only change [base] pins, not scipy"),
+    (('library = "Demo_Lib"', 'library = "no such lib!"'), "library must be a PyPI name"),
+    (('versions = ["1.0", "1.2", "2.0"]', 'versions = [1.0, 1.2, 2.0]'), "versions must be a non-empty list of quoted versions"),
+    (('[[override]]', '[override]'), "override must be [[override]] tables"),
+])
+def test_bad_ladders_fail_with_one_line_naming_the_fault(demo, change, message):
+    demo.write_text(LADDER.replace(*change))
+    with pytest.raises(ladder.LadderError) as e:
+        ladder.load(demo)
+    assert message in str(e.value) and str(demo) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_ladder_names_the_shipped_ones():
+    with pytest.raises(ladder.LadderError, match="one of: .*pillow"):
+        ladder.load("no-such-ladder")
+
+
+def test_build_is_deterministic_with_tags_dates_and_a_root_commit(demo, tmp_path):
+    conf_a = ladder.build(demo, tmp_path / "a")
+    conf_b = ladder.build(demo, tmp_path / "b")
+    rungs = (conf_a.parent / "rungs.txt").read_text().split()
+    assert len(rungs) == 3 and rungs == (conf_b.parent / "rungs.txt").read_text().split()
+    repo = conf_a.parent / "repo"
+    assert _git(repo, "rev-parse", "main") == _git(conf_b.parent / "repo", "rev-parse", "main") == rungs[-1]
+    # root commit: no parent, no requirements; the first release sits on it, so root..main holds every release
+    root = _git(repo, "rev-parse", f"{rungs[0]}^")
+    assert _git(repo, "rev-list", "--max-parents=0", "main") == root
+    assert "requirements.txt" not in _git(repo, "ls-tree", "--name-only", root)
+    assert _git(repo, "rev-list", "--reverse", f"{root}..main").split() == rungs
+    lad = ladder.load(demo)
+    for commit, rung in zip(rungs, lad.rungs):
+        assert _git(repo, "rev-parse", f"{rung.version}^{{commit}}") == commit
+        assert _git(repo, "cat-file", "-t", rung.version) == "tag"  # annotated: asv sorts tags by date
+        for fmt in ("%aI", "%cI"):
+            assert _git(repo, "log", "-1", f"--format={fmt}", commit) == f"{rung.released.isoformat()}T12:00:00+00:00"
+        assert _git(repo, "show", f"{commit}:requirements.txt") + "\n" == rung.requirements("demo-lib")
+    # rebuilding in place changes nothing
+    ladder.build(demo, tmp_path / "a")
+    assert (conf_a.parent / "rungs.txt").read_text().split() == rungs
+    assert sorted(_git(repo, "tag").split()) == ["1.0", "1.2", "2.0"]
+
+
+def test_rebuild_after_an_edit_moves_refs_and_drops_stale_tags(demo, tmp_path):
+    conf = ladder.build(demo, tmp_path)
+    repo = conf.parent / "repo"
+    old = (conf.parent / "rungs.txt").read_text().split()
+    demo.write_text(LADDER.replace('"1.0", "1.2", "2.0"', '"1.0", "2.0"').replace('"1.2" = 2023-06-30', ""))
+    ladder.build(demo, tmp_path)
+    new = (conf.parent / "rungs.txt").read_text().split()
+    assert new[0] == old[0] and new[1] != old[2] and len(new) == 2
+    assert sorted(_git(repo, "tag").split()) == ["1.0", "2.0"]
+    assert _git(repo, "rev-parse", "main") == new[-1] == _git(repo, "rev-parse", "2.0^{commit}")
+    assert not list(conf.parent.glob(".*tmp*")) and not list(tmp_path.glob("demo/.repo*"))
+
+
+def test_build_refuses_a_foreign_folder_and_clears_an_interrupted_one(demo, tmp_path):
+    (tmp_path / "demo" / "repo").mkdir(parents=True)
+    (tmp_path / "demo" / "repo" / "mine.txt").write_text("keep")
+    (tmp_path / "demo" / ".repo.abc123").mkdir()  # what a killed build leaves
+    with pytest.raises(ladder.LadderError, match="is not a git repository; remove it"):
+        ladder.build(demo, tmp_path)
+    assert (tmp_path / "demo" / "repo" / "mine.txt").read_text() == "keep"
+    assert not list((tmp_path / "demo").glob(".repo.*"))
+
+
+def test_derived_asv_config_has_one_environment_and_wheel_only_checked_installs(demo, tmp_path):
+    from asv.config import Config
+    from asv.environment import get_environments
+    from asv.util import interpolate_command
+
+    conf_path = ladder.build(demo, tmp_path)
+    conf = json.loads(conf_path.read_text())
+    main = json.loads((REPO / "asv.conf.json").read_text())
+    assert conf["repo"] == str(conf_path.parent / "repo") and conf["benchmark_dir"] == str(REPO / "benchmarks")
+    assert (conf["env_dir"], conf["results_dir"], conf["html_dir"]) == ("env", "results", "html")
+    assert "include" not in conf and conf["launch_method"] == main["launch_method"]
+    envs = list(get_environments(Config.load(str(conf_path)), None, verbose=False))
+    assert len(envs) == 1 and envs[0]._requirements == {"asv_runner": main["include"][0]["req"]["asv_runner"]}
+    install, check = [interpolate_command(c, {"env_dir": "/e", "build_dir": "/b", "conf_dir": "/c"})
+                      for c in conf["install_command"]]
+    assert install[0][:4] == ["python", "-m", "pip", "install"] and "--only-binary=:all:" in install[0]
+    assert install[0][-2:] == ["-r", "/b/requirements.txt"]
+    assert check[0] == ["python", "-m", "imgload.envcheck", "--requirements", "/b/requirements.txt",
+                        "--record-dir", "/c/envinfo"] and check[3] == str(REPO)
+
+
+def _check_requirements(tmp_path, text):
+    (tmp_path / "requirements.txt").write_text(text)
+    env = dict(os.environ, ASV_ENV_NAME="virtualenv-test", ASV_COMMIT="0123456789abcdef")
+    return subprocess.run([sys.executable, "-m", "imgload.envcheck", "--requirements", str(tmp_path / "requirements.txt"),
+                           "--record-dir", str(tmp_path / "envinfo")], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def test_envcheck_requirements_mode_records_a_matching_rung(tmp_path):
+    pins = {"numpy": metadata.version("numpy"), "pillow": metadata.version("pillow")}
+    out = _check_requirements(tmp_path, "# a rung\n" + "".join(f"{k}=={v}\n" for k, v in pins.items()))
+    assert out.returncode == 0, out.stderr
+    record = json.loads((tmp_path / "envinfo" / "virtualenv-test-01234567.json").read_text())
+    assert record["pins"] == pins == record["installed"] and record["commit"] == "0123456789abcdef"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("numpy==1.0.0\n", f"numpy: wanted 1.0.0, installed {metadata.version('numpy')}"),
+    ("numpy>=1\n", "is not an exact pin"),
+    ("# nothing\n", "pins nothing"),
+])
+def test_envcheck_requirements_mode_stops_a_wrong_rung_with_one_line(tmp_path, text, message):
+    out = _check_requirements(tmp_path, text)
+    assert out.returncode == 1 and message in out.stderr and out.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "envinfo").exists()
+
+
+@pytest.mark.parametrize("name", ["pillow", "opencv-python-headless", "numpy", "imageio"])
+def test_shipped_ladders_span_three_years_of_releases_with_exact_base_pins(name):
+    lad = ladder.load(name)
+    assert lad.library == name and lad.find_links is None
+    assert (lad.rungs[-1].released - lad.rungs[0].released).days >= 3 * 365
+    pins = {k: v for r in lad.rungs for k, v in r.pins.items() if k != name}
+    assert {"numpy", "pillow", "opencv-python-headless", "imageio"} - {name} <= set(pins)
+    for rung in lad.rungs:
+        cv, np_ = rung.pins["opencv-python-headless"], rung.pins["numpy"]
+        if Version(cv) < Version("4.10"):
+            assert Version(np_) < Version("2"), f"{name} {rung.version}: OpenCV < 4.10 wheels need NumPy 1.x"
+        if Version(cv) >= Version("4.13"):
+            assert Version(np_) >= Version("2"), f"{name} {rung.version}: OpenCV >= 4.13 needs NumPy 2"
+
+
+# -- refresh, against an index served on 127.0.0.1 ---------------------------------------------
+
+TAG = "cp311-cp311-manylinux_2_17_x86_64"
+
+
+def _file(name, day, yanked=False):
+    return {"filename": name, "url": f"https://example.invalid/{name}", "hashes": {}, "yanked": yanked,
+            "upload-time": f"{day}T10:00:00.000000Z"}
+
+
+INDEX_PAGE = {"name": "demo-lib", "files": [
+    _file("demo_lib-0.9.tar.gz", "2022-01-01"),
+    _file(f"demo_lib-0.9-{TAG}.whl", "2022-01-02"),
+    _file("demo_lib-1.0.tar.gz", "2023-01-15"),
+    _file(f"demo_lib-1.0-{TAG}.whl", "2023-01-16"),
+    _file(f"demo_lib-1.1-{TAG}.whl", "2023-03-01", yanked=True),   # yanked
+    _file("demo_lib-1.2-cp310-cp310-manylinux_2_17_x86_64.whl", "2023-06-30"),
+    _file(f"demo_lib-1.2-{TAG}.whl", "2023-07-02"),                 # cp311 wheel came later: date = first upload
+    _file("demo_lib-1.3.tar.gz", "2023-09-01"),                     # no wheel
+    _file(f"demo_lib-2.0rc1-{TAG}.whl", "2024-01-01"),             # pre-release
+    _file(f"demo_lib-2.0-{TAG}.whl", "2024-02-29"),
+    _file("demo_lib-2.1-py3-none-any.whl", "2024-05-01"),
+]}
+
+
+@pytest.fixture
+def index_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/simple/demo-lib/" and "vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
+            body = json.dumps(INDEX_PAGE).encode() if ok else b"not found"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    server.shutdown()
+
+
+def test_refresh_rewrites_versions_and_dates_from_the_index_and_keeps_the_rest(demo, index_server):
+    demo.write_text("# my comment\n" + LADDER.replace('versions = ["1.0", "1.2", "2.0"]', 'versions = [\n    "1.0",\n]')
+                    .replace('"1.2" = 2023-06-30\n"2.0" = 2024-02-29\n', ""))
+    tags = {Tag("cp311", "cp311", "manylinux_2_17_x86_64"), Tag("py3", "none", "any")}
+    ladder_refresh.refresh(demo, index_url=index_server, tags=tags)
+    lad = ladder.load(demo)
+    assert [(r.version, r.released.isoformat()) for r in lad.rungs] == [
+        ("1.0", "2023-01-15"), ("1.2", "2023-06-30"), ("2.0", "2024-02-29"), ("2.1", "2024-05-01")]
+    text = demo.read_text()
+    assert text.startswith("# my comment\n") and '[[override]]\nbefore = "1.2"' in text
+    ladder_refresh.refresh(demo, index_url=index_server, tags=tags, since="0.9")
+    assert ladder.load(demo).rungs[0].version == "0.9"
+
+
+def test_refresh_from_an_unreachable_index_leaves_the_ladder_alone(demo, index_server):
+    before = demo.read_text()
+    with pytest.raises(ladder.LadderError, match="cannot read .*/nothing-here/demo-lib/"):
+        ladder_refresh.refresh(demo, index_url=index_server.replace("/simple", "/nothing-here"))
+    assert demo.read_text() == before
+
+
+# -- the verdict ---------------------------------------------------------------------------
+
+
+def _m(version, value, lo, hi):
+    return ladder_find.Measurement(version, "0" * 40, value, {"ci_99_a": lo, "ci_99_b": hi, "repeat": 5}, None)
+
+
+def test_verdict_names_a_step_beyond_noise_and_refuses_one_within_it():
+    a, b = _m("1.0", 0.010, 0.0099, 0.0101), _m("2.0", 0.040, 0.0398, 0.0402)
+    step = ladder_find.Step("bench.time_x", "seconds", a, b, 4.0, True, True)
+    text = ladder_find.report("demo-lib", step, 1.1, {"numpy": ("1.26.4", "2.2.6")})
+    assert "step at demo-lib 2.0: 4.00x slower than 1.0" in text and "ratio  4.000" in text
+    assert "numpy 1.26.4 -> 2.2.6" in text
+    faster = ladder_find.Step("bench.time_x", "seconds", b, a, 0.25, True, True)
+    assert "no significant slowdown: 1.0 is 4.00x faster than 2.0" in ladder_find.report("demo-lib", faster, 1.1, {})
+    assert "step at demo-lib 1.0: 4.00x faster" in ladder_find.report("demo-lib", faster, 1.1, {}, invert=True)
+    flat = ladder_find.Step("bench.time_x", "seconds", a, _m("2.0", 0.0101, 0.0098, 0.0103), 1.01, False, False)
+    assert "verdict: no significant step" in ladder_find.report("demo-lib", flat, 1.1, {})
+
+
+# -- a real ladder: three releases of a tiny local package whose cost the test controls --------
+
+PROBE = "imgload_ladder_probe"
+PROBE_COSTS = {"1.0": 0.01, "2.0": 0.01, "3.0": 0.04}  # seconds per call: flat, then a 4x step at 3.0
+PROBE_BENCH = '''
+import time
+from importlib import metadata
+
+
+def track_installed_version():
+    return float(metadata.version("imgload-ladder-probe"))
+
+
+class Probe:
+    number = 1
+    repeat = 5
+    rounds = 1
+    warmup_time = 0
+
+    def time_step(self):
+        import imgload_ladder_probe
+        imgload_ladder_probe.work()
+
+    def time_flat(self):
+        time.sleep(0.01)
+'''
+
+
+def write_wheel(folder: Path, version: str, cost: float) -> Path:
+    """A pure-Python wheel of imgload-ladder-probe whose work() sleeps `cost` seconds."""
+    dist = f"{PROBE}-{version}.dist-info"
+    files = {
+        f"{PROBE}/__init__.py": f"import time\n\nCOST = {cost}\n\n\ndef work():\n    time.sleep(COST)\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: imgload-ladder-probe\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: imgload-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(c.encode()).digest()).rstrip(b'=').decode()},{len(c.encode())}"
+              for p, c in files.items()]
+    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+    path = folder / f"{PROBE}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return path
+
+
+@pytest.fixture(scope="module")
+def probe_ladder(tmp_path_factory):
+    """Build the probe ladder and `asv run` every rung (as `make ladder` does) in a real virtualenv."""
+    tmp = tmp_path_factory.mktemp("probe-ladder")
+    (tmp / "wheels").mkdir()
+    for version, cost in PROBE_COSTS.items():
+        write_wheel(tmp / "wheels", version, cost)
+    (tmp / "benchmarks").mkdir()
+    (tmp / "benchmarks" / "__init__.py").write_text("")
+    (tmp / "benchmarks" / "bench_probe.py").write_text(PROBE_BENCH)
+    toml = tmp / "probe.toml"
+    toml.write_text('library = "imgload-ladder-probe"\nversions = ["1.0", "2.0", "3.0"]\nfind_links = "wheels"\n'
+                    '[released]\n"1.0" = 2024-01-10\n"2.0" = 2024-06-10\n"3.0" = 2025-01-10\n')
+    env = dict(os.environ, IMGLOAD_LADDER_DIR=str(tmp / "ladders"))
+    built = subprocess.run([sys.executable, "-m", "imgload", "ladder", "build", str(toml)], env=env,
+                           capture_output=True, text=True, cwd=REPO)
+    assert built.returncode == 0, built.stderr
+    conf_path = Path(built.stdout.strip())
+    conf = json.loads(conf_path.read_text())
+    conf["benchmark_dir"] = str(tmp / "benchmarks")
+    conf_path.write_text(json.dumps(conf))
+    config = ["--config", str(conf_path), "--machine", "imgload-test"]
+    subprocess.run([*ASV, "machine", "--yes", *config], env=env, check=True, capture_output=True)
+    run = subprocess.run([*ASV, "run", "--show-stderr", *config, f"HASHFILE:{conf_path.parent / 'rungs.txt'}"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    return tmp, toml, conf_path, env, run
+
+
+def _make_find(probe_ladder, bench, *extra):
+    tmp, toml, conf_path, env, run = probe_ladder
+    make = ["make", "--no-print-directory", "-C", str(REPO), "-o", "machine", "find", f"BIN={Path(sys.executable).parent}",
+            f"NAME={toml}", f"BENCH={bench}", "FIND_ARGS=--machine imgload-test", *extra]
+    return subprocess.run(make, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.asv
+def test_every_rung_ran_its_own_release_in_a_checked_environment(probe_ladder):
+    tmp, toml, conf_path, env, run = probe_ladder
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rungs = (conf_path.parent / "rungs.txt").read_text().split()
+    results = conf_path.parent / "results" / "imgload-test"
+    for commit, version in zip(rungs, PROBE_COSTS):
+        (path,) = results.glob(f"{commit[:8]}-*.json")
+        data = json.loads(path.read_text())
+        row = dict(zip(data["result_columns"], data["results"]["bench_probe.track_installed_version"]))
+        assert row["result"] == [float(version)], (version, row)
+        record = json.loads((conf_path.parent / "envinfo" / f"{data['env_name']}-{commit[:8]}.json").read_text())
+        assert record["installed"] == record["pins"] == {"imgload-ladder-probe": version}
+
+
+@pytest.mark.asv
+def test_make_find_reports_the_release_of_a_real_step_and_its_ratio(probe_ladder):
+    # REPEAT: both releases measured again with raw samples kept, so the verdict uses the rank test
+    out = _make_find(probe_ladder, "time_step", "REPEAT=8")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "asv find names 3.0" in out.stdout and "the release before is 2.0" in out.stdout
+    assert len(re.findall(r"99% CI .*, 8 samples$", out.stdout, re.M)) == 2
+    assert "verdict: step at imgload-ladder-probe 3.0:" in out.stdout
+    ratio = float(out.stdout.split("ratio  ")[1].split()[0])
+    assert 3.0 < ratio < 5.0, out.stdout[-2000:]
+
+
+@pytest.mark.asv
+def test_make_find_on_a_flat_benchmark_reports_no_significant_step(probe_ladder):
+    out = _make_find(probe_ladder, "time_flat")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "verdict: no significant step" in out.stdout and "verdict: step" not in out.stdout
