@@ -353,6 +353,6 @@ def add_commands(sub) -> None:
 
     r = cmds.add_parser("refresh", help="rewrite a ladder's versions and release dates from the package index")
     r.add_argument("name")
-    r.add_argument("--index-url", help="default: $PIP_INDEX_URL, else https://pypi.org/simple")
+    r.add_argument("--index-url", help="default: the index pip installs from ($PIP_INDEX_URL, pip's index-url, else pip's default)")
     r.add_argument("--since", help="oldest version to keep (default: the ladder's current oldest)")
     r.set_defaults(func=_guarded(_refresh_cmd))

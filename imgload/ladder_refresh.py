@@ -13,6 +13,8 @@ import datetime
 import json
 import os
 import re
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,8 +24,21 @@ from packaging.version import InvalidVersion, Version
 
 from . import ladder as ladders
 
-DEFAULT_INDEX = "https://pypi.org/simple"
 ACCEPT = "application/vnd.pypi.simple.v1+json"
+
+
+def pip_index() -> str:
+    """The index pip itself installs from: $PIP_INDEX_URL, pip's configured index-url,
+    else pip's built-in default."""
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"]
+    configured = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                                capture_output=True, text=True)
+    if configured.returncode == 0 and configured.stdout.strip():
+        return configured.stdout.strip()
+    from pip._internal.models.index import PyPI  # pip's default; no public API names it
+
+    return PyPI.simple_url
 
 
 def fetch_project(index_url: str, library: str, timeout: float = 60) -> dict:
@@ -82,7 +97,7 @@ def refresh(name_or_path: str, index_url: str | None = None, since: str | None =
             project: dict | None = None, tags=None) -> Path:
     ladder = ladders.load(name_or_path)
     path = Path(name_or_path) if str(name_or_path).endswith(".toml") else ladders.LADDERS / f"{name_or_path}.toml"
-    index_url = index_url or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX
+    index_url = index_url or pip_index()
     project = project if project is not None else fetch_project(index_url, ladder.library)
     oldest = Version(since or ladder.rungs[0].version)
     found = {v: d for v, d in releases(project, tags).items() if v >= oldest}
