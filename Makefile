@@ -8,12 +8,12 @@ STAMP  := $(VENV)/.installed
 ASV_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench quick test data machine publish preview clean venv
+.PHONY: bench quick test data machine publish preview report clean venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,data,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,data,test,report]'
 	touch $@
 
 venv: $(STAMP)
@@ -44,6 +44,10 @@ publish: $(STAMP)
 
 preview: $(STAMP)
 	$(ASV) preview
+
+# library stacks side by side, per machine: .asv/report/report.md and its PNG plots
+report: $(STAMP)
+	$(BIN)/python -m imgload report --results .asv/results --out .asv/report
 
 # results and environments go; prepared data stays (rm -rf .data to drop it)
 clean:

@@ -1,11 +1,11 @@
-"""python -m imgload ...: prepare and inspect datasets."""
+"""python -m imgload ...: prepare and inspect datasets; report on asv results."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import datasets
+from . import datasets, report
 
 
 def _prepare(args) -> int:
@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
     info.add_argument("--data-dir")
     info.set_defaults(func=_info)
+
+    report.add_parser(sub)
     return p
 
 
