@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ASV    := $(BIN)/asv
 STAMP  := $(VENV)/.installed
+# the site's third-party scripts (site/package-lock.json), served from the site itself
+SITE_JS := site/node_modules/.package-lock.json
 # extra arguments for asv run, e.g. ASV_ARGS='-b SmallImages'
 ASV_ARGS ?=
 PYTEST_ARGS ?=
@@ -29,18 +31,23 @@ machine: $(STAMP)
 # every library stack of asv.conf.json, then the HTML site
 bench: data machine
 	$(ASV) run --show-stderr HEAD^! $(ASV_ARGS)
-	$(ASV) publish
+	$(MAKE) --no-print-directory publish
 	@echo "results: .asv/results   site: .asv/html/index.html   (make preview serves it)"
 
 # the whole grid once, in .venv's own stack, on a few files per call: a smoke run, nothing saved
 quick: data machine
 	IMGLOAD_PROFILE=smoke $(ASV) run --quick --dry-run --show-stderr -E existing:$(CURDIR)/$(BIN)/python $(ASV_ARGS)
 
-test: $(STAMP)
+$(SITE_JS): site/package-lock.json
+	npm ci --prefix site --ignore-scripts --no-audit --no-fund
+
+test: $(STAMP) $(SITE_JS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-publish: $(STAMP)
+# the site, self-contained: no CDN requests, so it also works offline
+publish: $(STAMP) $(SITE_JS)
 	$(ASV) publish
+	$(BIN)/python -m imgload site --html .asv/html
 
 preview: $(STAMP)
 	$(ASV) preview

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import datasets, report
+from . import datasets, report, site
 
 
 def _prepare(args) -> int:
@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     report.add_parser(sub)
+    site.add_parser(sub)
     return p
 
 

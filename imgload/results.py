@@ -129,19 +129,15 @@ def _machine_info(results_dir: Path, name: str) -> dict:
         return {"machine": name}
 
 
-def build_record(envinfo_dir: Path, machine: str, env_name: str, single_machine: bool) -> dict | None:
-    """envcheck's record for env_name: envinfo/<machine>/ first (merged from other machines),
-    then envinfo/ itself, which describes this host's environments (used only when the
-    results hold one machine, since env names do not say which machine built them)."""
-    candidates = [envinfo_dir / machine / f"{env_name}.json"]
-    if single_machine:
-        candidates.append(envinfo_dir / f"{env_name}.json")
-    for path in candidates:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return None
+def build_record(envinfo_dir: Path, machine: str, env_name: str) -> dict | None:
+    """envcheck's record for env_name: envinfo/<machine>/ when that folder exists (records
+    merged from another machine), else envinfo/ itself, where this host's envcheck writes."""
+    folder = envinfo_dir / machine
+    path = (folder if folder.is_dir() else envinfo_dir) / f"{env_name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None) -> tuple[dict[str, Benchmark], list[Machine]]:
@@ -173,7 +169,7 @@ def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit:
             mine = sorted((r for r in runs if r.env_name == env_name),
                           key=lambda r: (r.commit_hash != chosen, -(r.date or 0)))
             stack = mine[0].env_vars.get("IMGLOAD_STACK") or env_name
-            machine.columns.append(Column(name, env_name, stack, mine, build_record(envinfo_dir, name, env_name, len(by_machine) == 1)))
+            machine.columns.append(Column(name, env_name, stack, mine, build_record(envinfo_dir, name, env_name)))
         machine.columns.sort(key=lambda c: c.stack)
         machines.append(machine)
     return benchmarks, machines
