@@ -210,13 +210,22 @@ def summary_section(tables: dict[str, Table]) -> list[str]:
 
 def overhead_section(tables: dict[str, Table], benchmarks: dict[str, Benchmark], machine: Machine) -> list[str]:
     out = []
-    bare = next((b for b in benchmarks.values() if b.group == OVERHEAD_GROUP and b.key.endswith("time_bare_loop")), None)
-    seq = next((b for b in benchmarks.values() if b.group == OVERHEAD_GROUP and b.key.endswith("time_sequential")), None)
-    if bare and seq:
-        tb, ts = table(machine, bare, benchmarks), table(machine, seq, benchmarks)
-        cell = lambda i, c: ratio(_div(ts.cells[i].get(c), tb.cells[i].get(c)), "")  # noqa: E731
+    found = {name: next((b for b in benchmarks.values() if b.group == OVERHEAD_GROUP and b.key.endswith(name)), None)
+             for name in ("time_bare_loop", "time_sequential", "track_sequential_over_bare")}
+    if found["time_sequential"] and found["time_bare_loop"]:
+        tb, ts = table(machine, found["time_bare_loop"], benchmarks), table(machine, found["time_sequential"], benchmarks)
+        tr = table(machine, found["track_sequential_over_bare"], benchmarks) if found["track_sequential_over_bare"] else None
+
+        def cell(i, c):
+            paired = tr.cells[i].get(c) if tr else None
+            if paired is not None:
+                return f"{paired:.3f}"
+            medians = _div(ts.cells[i].get(c), tb.cells[i].get(c))
+            return NA if medians is None else f"{medians:.3f}*"
+
         out += ["### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop",
-                "", "Same decoder, same warm files; goal: within 3% (1.00 to 1.03).", "",
+                "", "Same decoder, same warm files, median over interleaved pairs of calls; goal: within 3% (at most 1.030). "
+                "\\* : no paired measurement, ratio of the two benchmarks' medians (taken minutes apart, so noisier).", "",
                 md_table(_header(ts, ts.names), _rows(ts, ts.bench.combos, cell)), ""]
     rows, header = [], None
     for group in ("SmallImages", "LargeImages"):
@@ -243,36 +252,46 @@ def _date(ms: int | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _lib(name: str, key: str):
+    """Getter for one field of a library's build record: None if the library is absent."""
+    def get(build: dict):
+        lib = build.get(name)
+        return None if lib is None else lib.get(key) or "-"
+    return get
+
+
 BUILD_ROWS = (
     ("Python", lambda b: b.get("python")),
     ("CPU", lambda b: b.get("cpu")),
     ("NumPy", lambda b: b.get("numpy")),
-    ("Pillow", lambda b: (b.get("pillow") or {}).get("version")),
-    ("Pillow libjpeg-turbo", lambda b: (b.get("pillow") or {}).get("libjpeg_turbo")),
-    ("Pillow zlib", lambda b: (b.get("pillow") or {}).get("zlib")),
-    ("OpenCV", lambda b: (b.get("opencv") or {}).get("version")),
-    ("OpenCV JPEG", lambda b: (b.get("opencv") or {}).get("JPEG")),
-    ("OpenCV JPEG SIMD", lambda b: (b.get("opencv") or {}).get("SIMD Support")),
-    ("OpenCV PNG", lambda b: (b.get("opencv") or {}).get("PNG")),
-    ("OpenCV zlib", lambda b: (b.get("opencv") or {}).get("ZLib")),
-    ("OpenCV baseline", lambda b: (b.get("opencv") or {}).get("Baseline")),
-    ("OpenCV dispatched", lambda b: (b.get("opencv") or {}).get("Dispatched code generation")),
-    ("OpenCV IPP", lambda b: (b.get("opencv") or {}).get("Intel IPP")),
+    ("Pillow", _lib("pillow", "version")),
+    ("Pillow libjpeg-turbo", _lib("pillow", "libjpeg_turbo")),
+    ("Pillow zlib", _lib("pillow", "zlib")),
+    ("OpenCV", _lib("opencv", "version")),
+    ("OpenCV JPEG", _lib("opencv", "JPEG")),
+    ("OpenCV JPEG SIMD", _lib("opencv", "SIMD Support")),
+    ("OpenCV PNG", _lib("opencv", "PNG")),
+    ("OpenCV zlib", _lib("opencv", "ZLib")),
+    ("OpenCV baseline", _lib("opencv", "Baseline")),
+    ("OpenCV dispatched", _lib("opencv", "Dispatched code generation")),
+    ("OpenCV IPP", _lib("opencv", "Intel IPP")),
 )
 
 
 def environments_section(machine: Machine) -> list[str]:
     cols = machine.columns
     rows = [["commit", *[c.runs[0].commit_hash[:8] for c in cols]],
-            ["run", *[_date(c.runs[0].date) for c in cols]]]
+            ["commit date", *[_date(c.runs[0].date) for c in cols]],
+            ["measured", *[_date(max(c.runs[0].started_at.values(), default=None)) for c in cols]]]
     libraries = sorted({name for c in cols for name in c.requirements})
     rows += [[name, *[c.requirements.get(name, "-") for c in cols]] for name in libraries]
     builds = [(c.build or {}).get("build") for c in cols]
-    rows += [[label, *[NA if b is None else (get(b) or "absent") for b in builds]] for label, get in BUILD_ROWS]
+    rows += [[label, *[NA if b is None else (get(b) or "not installed") for b in builds]] for label, get in BUILD_ROWS]
     out = ["### Environments", "", md_table(["", *[c.stack for c in cols]], rows), ""]
     missing = [c.stack for c, b in zip(cols, builds) if b is None]
     if missing:
         out += [f"No build record for {', '.join(missing)} (envcheck writes one into envinfo/ when asv builds the environment).", ""]
+    out += ["\"-\": the library's build information does not list it.", ""]
     return out
 
 
