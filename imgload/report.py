@@ -202,7 +202,8 @@ def summary_section(tables: dict[str, Table]) -> list[str]:
             for i in range(len(t.columns)):
                 per, mps = t.per_image(i, combo), t.megapixels_per_s(i, combo)
                 cells.append(NA if per is None else f"{seconds(per)} ({mps:.1f} MP/s)" if mps else seconds(per))
-            rows.append([group, combo[t.index("decoder")], combo[t.index("format")], *cells])
+            if any(c != NA for c in cells):  # not a decoder that cannot read this format anywhere
+                rows.append([group, combo[t.index("decoder")], combo[t.index("format")], *cells])
     if not rows:
         return []
     return ["### Decoders at a glance: time per image, warm cache, sequential", "", md_table(header, rows), ""]
@@ -227,6 +228,7 @@ def overhead_section(tables: dict[str, Table], benchmarks: dict[str, Benchmark],
                 "", "Same decoder, same warm files, median over interleaved pairs of calls; goal: within 3% (at most 1.030). "
                 "\\* : no paired measurement, ratio of the two benchmarks' medians (taken minutes apart, so noisier).", "",
                 md_table(_header(ts, ts.names), _rows(ts, ts.bench.combos, cell)), ""]
+        out += elsewhere_note(tr if tr and any(tr.commits) else ts, machine)
     rows, header = [], None
     for group in ("SmallImages", "LargeImages"):
         t = tables.get(group)
@@ -295,6 +297,14 @@ def environments_section(machine: Machine) -> list[str]:
     return out
 
 
+def elsewhere_note(t: Table, machine: Machine) -> list[str]:
+    """Which columns of `t` come from a run at another commit than the report's."""
+    elsewhere = {c.stack: commit[:8] for c, commit in zip(t.columns, t.commits) if commit and commit != machine.commit}
+    if not elsewhere:
+        return []
+    return ["Taken from another run: " + ", ".join(f"{s} at {c}" for s, c in elsewhere.items()) + ".", ""]
+
+
 def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], plots: dict[str, str]) -> list[str]:
     info = machine.info
     out = [f"## Machine `{machine.name}`", "",
@@ -314,9 +324,7 @@ def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], plots: d
             continue
         t = table(machine, bench, benchmarks)
         out += group_section(t)
-        elsewhere = {c.stack: commit[:8] for c, commit in zip(t.columns, t.commits) if commit and commit != machine.commit}
-        if elsewhere:
-            out += ["Taken from a later run: " + ", ".join(f"{s} at {c}" for s, c in elsewhere.items()) + ".", ""]
+        out += elsewhere_note(t, machine)
         if not all(ld.recorded for ld in t.loads) and bench.info.get("type") == "time":
             out += ["Images per call from the dataset manifests' default profile (these results carry no bench_sample record).", ""]
     return out

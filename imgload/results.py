@@ -1,9 +1,10 @@
 """asv results folders -> per machine, one column of results per environment (library stack).
 
 asv compares commits; this compares environments at one commit. For each machine the
-report commit is the one whose results cover the most environments (newest on a tie).
-A benchmark an environment has no result for at that commit (say, one run later with
-`-b`) is taken from that environment's newest result that has it, and the table says so.
+report commit is the one whose results cover the most environments, then the most
+benchmarks (newest on a tie). A benchmark an environment has no result for at that commit
+(say, one run separately with `-b`) is taken from that environment's newest result that
+has it, and the table says so.
 Loading goes through asv's own reader (asv.results), so every results format asv
 writes is read the way asv reads it.
 """
@@ -140,6 +141,11 @@ def build_record(envinfo_dir: Path, machine: str, env_name: str) -> dict | None:
         return None
 
 
+def _kept(run) -> int:
+    """How many benchmarks a run holds results for (a run of a few benchmarks with -b holds few)."""
+    return sum(1 for value in run._results.values() if value is not None)
+
+
 def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None) -> tuple[dict[str, Benchmark], list[Machine]]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -163,7 +169,8 @@ def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit:
                 raise ResultsError(f"machine {name}: no results at commit {commit}")
             chosen = matching[0]
         else:
-            chosen = max(envs_at, key=lambda c: (len(envs_at[c]), max(r.date or 0 for r in envs_at[c].values())))
+            chosen = max(envs_at, key=lambda c: (len(envs_at[c]), sum(_kept(r) for r in envs_at[c].values()),
+                                                  max(r.date or 0 for r in envs_at[c].values())))
         machine = Machine(name, _machine_info(results_dir, name), chosen)
         for env_name in sorted({r.env_name for r in runs}):
             mine = sorted((r for r in runs if r.env_name == env_name),
