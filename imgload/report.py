@@ -19,6 +19,7 @@ from pathlib import Path
 from asv.util import human_value
 
 from . import datasets, suite
+from .cifar import TRAIN_BATCHES
 from .execution import parse as parse_execution
 from .results import SAMPLE_KEYS, Benchmark, Column, Machine, ResultsError, load, values
 
@@ -39,8 +40,6 @@ def _default_loads(group: str) -> tuple[int, int] | None:
         train, height, width = m.source["train"], *m.source["shape"][:2]
         total = train + m.source.get("test", 0)
         if what == "batch":
-            from .cifar import TRAIN_BATCHES
-
             return train // len(TRAIN_BATCHES), height * width
         return min(m.sample, train, total - 1), height * width
     except (KeyError, ValueError, TypeError, datasets.DatasetError):
@@ -170,8 +169,10 @@ def group_section(t: Table) -> list[str]:
         return out
     per = "image" if all(ld.images for ld in t.loads) else "call"
     cell = (lambda i, c: seconds(t.per_image(i, c))) if per == "image" else (lambda i, c: seconds(t.cells[i].get(c)))
-    out += [f"Seconds per {per} (median of asv's samples; one call loads "
-            + ", ".join(f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)) + ")", "",
+    counts = {ld.images for ld in t.loads}
+    loaded = (f"{counts.pop() or '?'} images" if len(counts) == 1
+              else ", ".join(f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)))
+    out += [f"Seconds per {per} (median of asv's samples; one call loads {loaded})", "",
             md_table(_header(t, names), _rows(t, combos, cell)), ""]
     if "decoder" in names and all(ld.pixels for ld in t.loads) and per == "image":
         out += ["Megapixels per second", "",

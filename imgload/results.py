@@ -44,10 +44,7 @@ class Column:
 
     def run_for(self, key: str):
         """The first run (report commit first) holding any result for benchmark `key`."""
-        for run in self.runs:
-            if key in run._results and run._results[key] is not None:
-                return run
-        return None
+        return next((run for run in self.runs if _has_result(run, key)), None)
 
 
 @dataclass
@@ -141,9 +138,17 @@ def build_record(envinfo_dir: Path, machine: str, env_name: str) -> dict | None:
         return None
 
 
+def _has_result(run, key: str) -> bool:
+    """`run` holds a value for `key` (not only a failed build, nor only failures)."""
+    if key not in run.get_all_result_keys():
+        return False
+    got = run.get_result_value(key, run.get_result_params(key))
+    return any(v is not None for v in (got if isinstance(got, list) else [got]))
+
+
 def _kept(run) -> int:
     """How many benchmarks a run holds results for (a run of a few benchmarks with -b holds few)."""
-    return sum(1 for value in run._results.values() if value is not None)
+    return sum(_has_result(run, key) for key in run.get_all_result_keys())
 
 
 def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None) -> tuple[dict[str, Benchmark], list[Machine]]:

@@ -78,7 +78,7 @@ def clean_env(monkeypatch):
 # the report and site tests. The oldest stack lacks simplejpeg, so some results are n/a.
 TWO_STACK_BENCHMARKS = [
     r"SmallImages.time_decode\('(cv2|simplejpeg)', 'jpeg', '(sequential|threads-2)'",
-    r"Overhead.time_(bare_loop|sequential)\('cv2', 'jpeg'",
+    r"Overhead.(time_bare_loop|time_sequential|track_sequential_over_bare)\('cv2', 'jpeg'",
     r"^bench_sample",
 ]
 

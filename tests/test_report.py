@@ -103,8 +103,9 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
     # the harness-overhead ratio, and the environments' build records
     _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
     row = next(r for r in overhead if r[:2] == ["cv2", "jpeg"])
-    expected = raw[new]["bench_overhead.Overhead.time_sequential"][("cv2", "jpeg")] / raw[new]["bench_overhead.Overhead.time_bare_loop"][("cv2", "jpeg")]
-    assert row[2 + stacks.index(new)] == f"{expected:.2f}"
+    paired = raw[new]["bench_overhead.Overhead.track_sequential_over_bare"][("cv2", "jpeg")]
+    assert 0.5 < paired < 2 and row[2 + stacks.index(new)] == f"{paired:.3f}"
+    assert next(r for r in overhead if r[:2] == ["pil", "png"])[2:] == ["n/a", "n/a"]  # not run
     _, envs = _section_table(text, "### Environments", "|")
     envs = {r[0]: r[1:] for r in envs}
     assert envs["Pillow"] == [s["req"]["pillow"] for s in two_stack_run["stacks"]]
@@ -128,6 +129,10 @@ def _hand_made(tmp: Path) -> Path:
                                               "version": "1", "params": [["'npy'"], ["'warm'"]], "param_names": ["format", "cache"]},
         "version": 2,
     }
+    for name in ("time_bare_loop", "time_sequential"):  # no paired track: the report divides the medians
+        key = f"bench_overhead.Overhead.{name}"
+        benchmarks[key] = {"name": key, "type": "time", "unit": "seconds", "version": "1",
+                           "params": [["'cv2'"], ["'jpeg'"]], "param_names": ["decoder", "format"]}
     (results / "benchmarks.json").write_text(json.dumps(benchmarks))
     machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux", "arch": "x86_64", "ram": "1", "version": 1}
     (results / "box" / "machine.json").write_text(json.dumps(machine))
@@ -142,6 +147,8 @@ def _hand_made(tmp: Path) -> Path:
     # cv2 warm ok, cv2 cold failed (None), pil skipped (NaN), threads-2 ok
     small = [0.02, None, 0.01, 0.03, float("nan"), float("nan"), float("nan"), float("nan")]
     write("aaaaaaaa-env-one.json", "one", {SMALL: [small, params, "1", 0, 1.0],
+                                           "bench_overhead.Overhead.time_bare_loop": [[0.2], [["'cv2'"], ["'jpeg'"]], "1", 0, 1.0],
+                                           "bench_overhead.Overhead.time_sequential": [[0.3], [["'cv2'"], ["'jpeg'"]], "1", 0, 1.0],
                                            "bench_pickle.CifarBatch.time_load": [None, [["'npy'"], ["'warm'"]], "1", 0, 1.0]})
     write("aaaaaaaa-env-two.json", "two", {"bench_pickle.CifarBatch.time_load": [[0.5], [["'npy'"], ["'warm'"]], "1", 0, 1.0]})
     (results / "box" / "aaaaaaaa-env-three.json").write_text("{ not json")
@@ -161,6 +168,8 @@ def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
     _, batch = _section_table(text, "### bench_pickle.CifarBatch.time_load", "Seconds per")
     assert batch[0][2] == "n/a" and batch[0][3] != "n/a"  # a failed build (result None) in one stack only
     assert "No build record for one, two" in text
+    _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
+    assert overhead == [["cv2", "jpeg", "1.500*", "n/a"]]
 
 
 def test_report_names_what_is_wrong_with_its_input(tmp_path):
