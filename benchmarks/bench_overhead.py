@@ -21,7 +21,7 @@ class Overhead:
     param_names = ["decoder", "format"]
     number = 1
     warmup_time = 0
-    repeat = 10  # a few-percent difference needs more samples than the grid takes
+    repeat = 3  # each loop's time for the site; the ratio comes from the paired track below
     rounds = 1
     timeout = 300
     load = None
