@@ -58,4 +58,4 @@ report: $(STAMP)
 
 # results and environments go; prepared data stays (rm -rf .data to drop it)
 clean:
-	rm -rf .asv/env .asv/html .asv/results .asv/envinfo
+	rm -rf .asv/env .asv/html .asv/results .asv/envinfo .asv/report
