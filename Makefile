@@ -4,17 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ASV    := $(BIN)/asv
 STAMP  := $(VENV)/.installed
+# the site's third-party scripts (site/package-lock.json), served from the site itself
+SITE_JS := site/node_modules/.package-lock.json
 # extra arguments for asv run, e.g. ASV_ARGS='-b SmallImages'; FIND_ARGS for `imgload ladder find`
 ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench quick test data machine publish preview clean venv ladder find
+.PHONY: bench quick test data machine publish preview report clean venv ladder find
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,data,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[decoders,bench,data,test,report]'
 	touch $@
 
 venv: $(STAMP)
@@ -30,7 +32,7 @@ machine: $(STAMP)
 # every library stack of asv.conf.json, then the HTML site
 bench: data machine
 	$(ASV) run --show-stderr HEAD^! $(ASV_ARGS)
-	$(ASV) publish
+	$(MAKE) --no-print-directory publish
 	@echo "results: .asv/results   site: .asv/html/index.html   (make preview serves it)"
 
 # the whole grid once, in .venv's own stack, on a few files per call: a smoke run, nothing saved
@@ -38,11 +40,11 @@ quick: data machine
 	IMGLOAD_PROFILE=smoke $(ASV) run --quick --dry-run --show-stderr -E existing:$(CURDIR)/$(BIN)/python $(ASV_ARGS)
 
 # release ladder NAME (ladders/NAME.toml, or a path to one): build its repo, run every release, publish its site
-ladder: data machine
+ladder: data machine $(SITE_JS)
 	@test -n "$(NAME)" || { echo "usage: make ladder NAME=pillow [ASV_ARGS='-b LargeImages']" >&2; exit 2; }
 	conf=$$($(BIN)/python -m imgload ladder build $(NAME)) && dir=$$(dirname $$conf) && \
 	$(ASV) run --config $$conf --show-stderr --skip-existing HASHFILE:$$dir/rungs.txt $(ASV_ARGS) && \
-	$(ASV) publish --config $$conf && \
+	$(ASV) publish --config $$conf && $(BIN)/python -m imgload site --html $$dir/html && \
 	echo "results: $$dir/results   site: $$dir/html/index.html   (asv preview --config $$conf)"
 
 # asv find over a built ladder, then a verdict on the release it names; INVERT=1 looks for a speedup,
@@ -51,15 +53,24 @@ find: machine
 	@test -n "$(NAME)" -a -n "$(BENCH)" || { echo "usage: make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=10]" >&2; exit 2; }
 	$(BIN)/python -m imgload ladder find $(NAME) "$(BENCH)" $(if $(INVERT),--invert) $(if $(REPEAT),--repeat $(REPEAT)) $(FIND_ARGS)
 
-test: $(STAMP)
+$(SITE_JS): site/package-lock.json
+	npm ci --prefix site --ignore-scripts --no-audit --no-fund
+
+test: $(STAMP) $(SITE_JS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-publish: $(STAMP)
+# the site, self-contained: no CDN requests, so it also works offline
+publish: $(STAMP) $(SITE_JS)
 	$(ASV) publish
+	$(BIN)/python -m imgload site --html .asv/html
 
 preview: $(STAMP)
 	$(ASV) preview
 
+# library stacks side by side, per machine: .asv/report/report.md and its PNG plots
+report: $(STAMP)
+	$(BIN)/python -m imgload report --results .asv/results --out .asv/report
+
 # results and environments go; prepared data stays (rm -rf .data to drop it)
 clean:
-	rm -rf .asv/env .asv/html .asv/results .asv/envinfo
+	rm -rf .asv/env .asv/html .asv/results .asv/envinfo .asv/report

@@ -1,11 +1,11 @@
-"""python -m imgload ...: prepare and inspect datasets."""
+"""python -m imgload ...: prepare and inspect datasets; report on asv results."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import datasets, ladder
+from . import datasets, ladder, report, site
 
 
 def _prepare(args) -> int:
@@ -80,7 +80,10 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
     info.add_argument("--data-dir")
     info.set_defaults(func=_info)
+
     ladder.add_commands(sub)
+    report.add_parser(sub)
+    site.add_parser(sub)
     return p
 
 

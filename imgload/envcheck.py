@@ -21,6 +21,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from . import buildinfo
+
 
 class EnvCheckError(RuntimeError):
     pass
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "pins": pins,
         "installed": {name: metadata.version(_canonical(name)) for name in pins},
+        "build": buildinfo.collect(),  # what decides decode speed beyond the versions
     }
     out = record_path(conf, conf_path.parent, env_name)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,16 @@ from .execution import Runner
 
 CACHES = ("warm", "cold")
 
+# benchmark class -> (dataset role, what one timed call loads): bench_sample records the
+# resulting counts with every run, so per-image figures never rely on a number copied by hand
+LOADS = {
+    "SmallImages": ("small", "sample"),
+    "LargeImages": ("large", "sample"),
+    "ArrayFiles": ("small", "sample"),
+    "Overhead": ("small", "sample"),
+    "CifarBatch": ("small", "batch"),
+}
+
 
 def small_dataset() -> str:
     return os.environ.get("IMGLOAD_DATASET", datasets.SMALL_DEFAULT)
@@ -26,6 +36,19 @@ def large_dataset() -> str:
 
 def prepare(dataset: str) -> str:
     return str(datasets.prepare(dataset))
+
+
+def images_per_call(root: str, what: str) -> int:
+    """Images one timed call loads: the profile's sample of files, or one whole CIFAR batch."""
+    index = datasets.load_index(root)
+    if what == "batch":
+        return int(index["batches"][cifar.TRAIN_BATCHES[0]]["count"])
+    return len(datasets.sample_indices(index, datasets.profile()))
+
+
+def pixels_per_image(root: str) -> int:
+    height, width = datasets.load_index(root)["shape"][:2]
+    return int(height) * int(width)
 
 
 def set_cache(cache: str, files: list[str]) -> None:

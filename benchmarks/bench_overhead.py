@@ -1,0 +1,70 @@
+"""What the suite's harness costs: a bare `for f in files: decode(f)` loop beside the
+suite's `sequential` execution, same decoder, same warm files. `imgload report` prints
+their ratio; the goal is within 3%.
+
+The two time_ benchmarks give each loop's time on the site; the ratio itself is measured
+by track_sequential_over_bare from interleaved pairs, because two medians taken minutes
+apart on a shared machine differ by more than the few percent in question.
+"""
+
+import statistics
+import time
+
+from imgload import suite
+from imgload.decoders import IMAGE_DECODERS
+
+PAIRS = 11
+
+
+class Overhead:
+    params = (list(IMAGE_DECODERS), ["png", "jpeg"])
+    param_names = ["decoder", "format"]
+    number = 1
+    warmup_time = 0
+    repeat = 3  # each loop's time for the site; the ratio comes from the paired track below
+    rounds = 1
+    timeout = 300
+    load = None
+
+    def setup_cache(self):
+        return suite.prepare(suite.small_dataset())
+
+    setup_cache.timeout = 600
+
+    def setup(self, root, decoder, fmt):
+        self.load = suite.FileLoad(root, fmt, decoder, "sequential", "warm")
+        self.files, self.decode = self.load.files, self.load.runner.load
+
+    def teardown(self, root, decoder, fmt):
+        if self.load is not None:
+            self.load.close()
+            self.load = None
+
+    def bare_loop(self):
+        decode = self.decode
+        for f in self.files:
+            decode(f)
+
+    def time_bare_loop(self, root, decoder, fmt):
+        decode = self.decode
+        for f in self.files:
+            decode(f)
+
+    def track_sequential_over_bare(self, root, decoder, fmt):
+        """Median over PAIRS of (suite's sequential time / bare loop time), run back to back."""
+        ratios = []
+        for i in range(PAIRS):
+            first, second = (self.bare_loop, self.load) if i % 2 == 0 else (self.load, self.bare_loop)
+            t0 = time.perf_counter()
+            first()
+            t1 = time.perf_counter()
+            second()
+            t2 = time.perf_counter()
+            bare, sequential = (t1 - t0, t2 - t1) if i % 2 == 0 else (t2 - t1, t1 - t0)
+            ratios.append(sequential / bare)
+        return statistics.median(ratios)
+
+    track_sequential_over_bare.unit = "ratio"
+
+    def time_sequential(self, root, decoder, fmt):
+        self.load()

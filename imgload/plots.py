@@ -1,0 +1,175 @@
+"""PNG plots for `imgload report` (matplotlib, Agg backend: no display needed).
+
+Three pictures per machine, over the image benchmarks and the warm cache unless said:
+time per image per decoder across stacks (sequential); thread scaling per decoder
+(workers vs speedup, with the ideal line); cold vs warm (sequential). A missing value
+leaves a gap, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .execution import parse as parse_execution  # noqa: E402
+
+NEEDED = {"decoder", "format", "execution", "cache"}
+DPI = 110
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _levels(t, name: str) -> list:
+    k = t.index(name)
+    return list(dict.fromkeys(c[k] for c in t.bench.combos))
+
+
+def _combo(t, **fixed) -> tuple:
+    return tuple(fixed[n] for n in t.names)
+
+
+def _usable(tables: dict) -> list:
+    return [t for t in tables.values() if NEEDED <= set(t.names)]
+
+
+def _has_data(t, **fixed) -> bool:
+    """Any stack has a value for a combination matching `fixed` (any other parameter)."""
+    keys = [(t.index(n), v) for n, v in fixed.items()]
+    return any(all(c[k] == v for k, v in keys) and cells.get(c) is not None for cells in t.cells for c in cells)
+
+
+def _stack_legend(fig, t, extra=()) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=f"C{i}", lw=6) for i in range(len(t.columns))] + [h for h, _ in extra]
+    fig.legend(handles, [c.stack for c in t.columns] + [label for _, label in extra],
+               loc="upper right", fontsize=8, title="stack", ncols=1)
+
+
+def decoders_plot(tables: dict, path: Path) -> bool:
+    usable = _usable(tables)
+    if not usable:
+        return False
+    formats = _levels(usable[0], "format")
+    fig, axes = plt.subplots(len(usable), len(formats), figsize=(5.2 * len(formats), 3.4 * len(usable)), squeeze=False)
+    for row, t in enumerate(usable):
+        n = len(t.columns)
+        width = 0.8 / max(n, 1)
+        for col, fmt in enumerate(formats):
+            ax = axes[row][col]
+            decoders = [d for d in _levels(t, "decoder") if _has_data(t, decoder=d, format=fmt)]
+            for i, column in enumerate(t.columns):
+                xs, ys = [], []
+                for d, decoder in enumerate(decoders):
+                    v = t.per_image(i, _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
+                    if v is not None:
+                        xs.append(d + (i - (n - 1) / 2) * width)
+                        ys.append(v * 1e6)
+                ax.bar(xs, ys, width)
+            ax.set_xticks(range(len(decoders)), decoders, fontsize=8)
+            ax.set_ylabel("µs per image")
+            ax.set_title(f"{t.bench.group}, {fmt} (sequential, warm)", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+    _stack_legend(fig, usable[0])
+    fig.suptitle("Time per image per decoder across library stacks (lower is better)")
+    _save(fig, path)
+    return True
+
+
+def threads_plot(tables: dict, path: Path) -> bool:
+    usable = _usable(tables)
+    if not usable:
+        return False
+    decoders = _levels(usable[0], "decoder")
+    fig, axes = plt.subplots(len(usable), len(decoders), figsize=(3.2 * len(decoders), 3.2 * len(usable)), squeeze=False, sharey=True)
+    styles = {"jpeg": "-", "png": "--"}
+    for row, t in enumerate(usable):
+        executions = [(e, *parse_execution(e)) for e in _levels(t, "execution")]
+        top = max([w for _, _, w in executions] + [1])
+        for col, decoder in enumerate(decoders):
+            ax = axes[row][col]
+            ax.plot([1, top], [1, top], ":", color="grey")
+            for i, column in enumerate(t.columns):
+                color = f"C{i}"
+                for fmt in _levels(t, "format"):
+                    seq = t.cells[i].get(_combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
+                    points = {"threads": [], "processes": []}
+                    for name, kind, workers in executions:
+                        v = t.cells[i].get(_combo(t, decoder=decoder, format=fmt, execution=name, cache="warm"))
+                        if seq is not None and v:
+                            points["threads" if kind == "sequential" else kind].append((workers, seq / v))
+                    if points["threads"]:
+                        xs, ys = zip(*sorted(points["threads"]))
+                        ax.plot(xs, ys, styles.get(fmt, "-."), marker="o", color=color, markersize=4)
+                    for workers, s in points["processes"]:
+                        ax.plot([workers], [s], "x", color=color, markersize=7)
+            ax.set_title(f"{t.bench.group}: {decoder}", fontsize=9)
+            ax.set_xticks(range(1, top + 1))
+            ax.grid(alpha=0.3)
+            if row == len(usable) - 1:
+                ax.set_xlabel("workers")
+            if col == 0:
+                ax.set_ylabel("speedup over sequential")
+    from matplotlib.lines import Line2D
+
+    _stack_legend(fig, usable[0], [(Line2D([], [], color="k", ls="-"), "jpeg"), (Line2D([], [], color="k", ls="--"), "png"),
+                                   (Line2D([], [], color="k", marker="x", ls=""), "processes"),
+                                   (Line2D([], [], color="grey", ls=":"), "ideal")])
+    fig.suptitle("Thread scaling, warm cache (lines: threads, solid jpeg / dashed png; x: processes; dotted: ideal)")
+    _save(fig, path)
+    return True
+
+
+def cold_warm_plot(tables: dict, path: Path) -> bool:
+    usable = _usable(tables)
+    if not usable:
+        return False
+    fig, axes = plt.subplots(1, len(usable), figsize=(6.5 * len(usable), 3.8), squeeze=False)
+    for k, t in enumerate(usable):
+        ax = axes[0][k]
+        labels = [(d, f) for d in _levels(t, "decoder") for f in _levels(t, "format") if _has_data(t, decoder=d, format=f)]
+        n = len(t.columns)
+        width = 0.8 / max(n, 1)
+        for i, column in enumerate(t.columns):
+            xs, ys = [], []
+            for j, (d, f) in enumerate(labels):
+                warm = t.cells[i].get(_combo(t, decoder=d, format=f, execution="sequential", cache="warm"))
+                cold = t.cells[i].get(_combo(t, decoder=d, format=f, execution="sequential", cache="cold"))
+                if warm and cold is not None:
+                    xs.append(j + (i - (n - 1) / 2) * width)
+                    ys.append(cold / warm)
+            ax.bar(xs, ys, width)
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set_xticks(range(len(labels)), [f"{d}\n{f}" for d, f in labels], fontsize=7)
+        ax.set_ylabel("cold / warm time")
+        ax.set_title(f"{t.bench.group} (sequential)", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    _stack_legend(fig, usable[0])
+    fig.suptitle("What a cold page cache costs: cold time / warm time")
+    _save(fig, path)
+    return True
+
+
+PLOTS = {"time per image per decoder": ("decoders", decoders_plot),
+         "thread scaling": ("threads", threads_plot),
+         "cold vs warm": ("cold-warm", cold_warm_plot)}
+
+
+def write_all(machine, tables: dict, out_dir: Path) -> dict[str, str]:
+    """title -> file name (relative to out_dir) of each plot that had data to draw."""
+    made = {}
+    for title, (stem, draw) in PLOTS.items():
+        name = f"{machine.name}-{stem}.png"
+        if draw(tables, out_dir / name):
+            made[title] = name
+    return made

@@ -1,0 +1,377 @@
+"""`python -m imgload report`: asv results -> Markdown tables and PNG plots across environments.
+
+asv's site and `asv compare` compare commits; this compares library stacks at one commit,
+per machine: seconds per image and megapixels per second, the speedup of each pool over
+`sequential`, cold / warm, the harness overhead, and what each environment was built with.
+A missing, failed or skipped result is "n/a", never an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asv.util import human_value
+
+from . import datasets, suite
+from .cifar import TRAIN_BATCHES
+from .execution import parse as parse_execution
+from .results import SAMPLE_KEYS, Benchmark, Column, Machine, ResultsError, load, values
+
+NA = "n/a"
+OVERHEAD_GROUP = "Overhead"
+SAMPLE_GROUP = "Sample"
+
+
+# ------------------------------------------------------------------ per-image scaling
+
+
+def _default_loads(group: str) -> tuple[int, int] | None:
+    """(images per call, pixels per image) of the default profile, from the dataset
+    manifests; only for results that predate the bench_sample record."""
+    try:
+        role, what = suite.LOADS[group]
+        m = datasets.manifest(datasets.SMALL_DEFAULT if role == "small" else datasets.LARGE_DEFAULT)
+        train, height, width = m.source["train"], *m.source["shape"][:2]
+        total = train + m.source.get("test", 0)
+        if what == "batch":
+            return train // len(TRAIN_BATCHES), height * width
+        return min(m.sample, train, total - 1), height * width
+    except (KeyError, ValueError, TypeError, datasets.DatasetError):
+        return None
+
+
+@dataclass
+class Loads:
+    images: int | None
+    pixels: int | None
+    recorded: bool  # False: taken from the manifests' default profile
+
+
+def loads(column: Column, group: str, benchmarks: dict[str, Benchmark]) -> Loads:
+    """What one timed call of `group` loads in `column`, as bench_sample recorded it."""
+    found = []
+    for key in SAMPLE_KEYS:
+        bench = benchmarks.get(key)
+        got = values(column, bench)[0].get((group,)) if bench else None
+        found.append(int(got) if got else None)
+    if found[0]:
+        return Loads(found[0], found[1], True)
+    fallback = _default_loads(group)
+    return Loads(*fallback, False) if fallback else Loads(None, None, False)
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def seconds(value: float | None) -> str:
+    return NA if value is None else human_value(value, "seconds")
+
+
+def ratio(value: float | None, suffix: str = "×") -> str:
+    return NA if value is None else f"{value:.2f}{suffix}"
+
+
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+# ------------------------------------------------------------------ derived numbers
+
+
+@dataclass
+class Table:
+    """combo -> value per column, for one benchmark on one machine, per image where known."""
+
+    bench: Benchmark
+    columns: list[Column]
+    cells: list[dict[tuple, float | None]]  # per column
+    loads: list[Loads]
+    commits: list[str | None]
+
+    @property
+    def names(self) -> list[str]:
+        return self.bench.param_names
+
+    def index(self, name: str) -> int | None:
+        return self.names.index(name) if name in self.names else None
+
+    def per_image(self, i: int, combo: tuple) -> float | None:
+        value = self.cells[i].get(combo)
+        images = self.loads[i].images
+        return None if value is None or not images else value / images
+
+    def megapixels_per_s(self, i: int, combo: tuple) -> float | None:
+        t, px = self.per_image(i, combo), self.loads[i].pixels
+        return None if t is None or not px else px / t / 1e6
+
+    def replace(self, combo: tuple, name: str, value) -> tuple:
+        k = self.index(name)
+        return combo[:k] + (value,) + combo[k + 1:]
+
+
+def table(machine: Machine, bench: Benchmark, benchmarks: dict[str, Benchmark]) -> Table:
+    cells, commits = [], []
+    for column in machine.columns:
+        got, commit = values(column, bench)
+        cells.append(got)
+        commits.append(commit)
+    return Table(bench, machine.columns, cells, [loads(c, bench.group, benchmarks) for c in machine.columns], commits)
+
+
+def speedup(t: Table, i: int, combo: tuple) -> float | None:
+    """sequential time / this execution's time, other parameters equal."""
+    return _div(t.cells[i].get(t.replace(combo, "execution", "sequential")), t.cells[i].get(combo))
+
+
+def cost_over_ideal(t: Table, i: int, combo: tuple) -> float | None:
+    """This pool's time / (sequential time / workers): 1.0 is perfect scaling."""
+    workers = parse_execution(combo[t.index("execution")])[1]
+    ideal = _div(t.cells[i].get(t.replace(combo, "execution", "sequential")), workers)
+    return _div(t.cells[i].get(combo), ideal)
+
+
+def cold_over_warm(t: Table, i: int, combo: tuple) -> float | None:
+    return _div(t.cells[i].get(t.replace(combo, "cache", "cold")), t.cells[i].get(t.replace(combo, "cache", "warm")))
+
+
+# ------------------------------------------------------------------ sections
+
+
+def _header(t: Table, first: list[str]) -> list[str]:
+    return first + [c.stack for c in t.columns]
+
+
+def _rows(t: Table, combos, cell: Callable[[int, tuple], str], drop: str | None = None) -> list[list[str]]:
+    keep = [k for k, n in enumerate(t.names) if n != drop]
+    return [[str(combo[k]) for k in keep] + [cell(i, combo) for i in range(len(t.columns))] for combo in combos]
+
+
+def group_section(t: Table) -> list[str]:
+    names, combos = t.names, t.bench.combos
+    title = t.bench.key
+    out = [f"### {title}", ""]
+    if t.bench.info.get("type") != "time":
+        unit = t.bench.info.get("unit", "")
+        out += [f"{t.bench.info.get('type', 'value')} per call ({unit})", "",
+                md_table(_header(t, names), _rows(t, combos, lambda i, c: NA if t.cells[i].get(c) is None else human_value(t.cells[i][c], unit))), ""]
+        return out
+    per = "image" if all(ld.images for ld in t.loads) else "call"
+    cell = (lambda i, c: seconds(t.per_image(i, c))) if per == "image" else (lambda i, c: seconds(t.cells[i].get(c)))
+    counts = {ld.images for ld in t.loads}
+    loaded = (f"{counts.pop() or '?'} images" if len(counts) == 1
+              else ", ".join(f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)))
+    out += [f"Seconds per {per} (median of asv's samples; one call loads {loaded})", "",
+            md_table(_header(t, names), _rows(t, combos, cell)), ""]
+    if "decoder" in names and all(ld.pixels for ld in t.loads) and per == "image":
+        out += ["Megapixels per second", "",
+                md_table(_header(t, names), _rows(t, combos, lambda i, c: NA if t.megapixels_per_s(i, c) is None else f"{t.megapixels_per_s(i, c):.1f}")), ""]
+    if "execution" in names:
+        pools = [c for c in combos if c[t.index("execution")] != "sequential"]
+        out += ["Speedup over `sequential` (ideal: the number of workers)", "",
+                md_table(_header(t, names), _rows(t, pools, lambda i, c: ratio(speedup(t, i, c)))), ""]
+    if "cache" in names:
+        base = [c for c in combos if c[t.index("cache")] == "warm"]
+        out += ["Cold / warm page cache (time ratio)", "",
+                md_table(_header(t, [n for n in names if n != "cache"]), _rows(t, base, lambda i, c: ratio(cold_over_warm(t, i, c)), drop="cache")), ""]
+    return out
+
+
+def summary_section(tables: dict[str, Table]) -> list[str]:
+    """The main table: every decoder, warm cache, sequential, per image and MP/s."""
+    rows, header = [], None
+    for group in ("SmallImages", "LargeImages"):
+        t = tables.get(group)
+        if t is None or not {"decoder", "format", "execution", "cache"} <= set(t.names):
+            continue
+        header = header or ["images", "decoder", "format"] + [c.stack for c in t.columns]
+        for combo in t.bench.combos:
+            if combo[t.index("execution")] != "sequential" or combo[t.index("cache")] != "warm":
+                continue
+            cells = []
+            for i in range(len(t.columns)):
+                per, mps = t.per_image(i, combo), t.megapixels_per_s(i, combo)
+                cells.append(NA if per is None else f"{seconds(per)} ({mps:.1f} MP/s)" if mps else seconds(per))
+            if any(c != NA for c in cells):  # not a decoder that cannot read this format anywhere
+                rows.append([group, combo[t.index("decoder")], combo[t.index("format")], *cells])
+    if not rows:
+        return []
+    return ["### Decoders at a glance: time per image, warm cache, sequential", "", md_table(header, rows), ""]
+
+
+def overhead_section(tables: dict[str, Table], benchmarks: dict[str, Benchmark], machine: Machine) -> list[str]:
+    out = []
+    found = {name: next((b for b in benchmarks.values() if b.group == OVERHEAD_GROUP and b.key.endswith(name)), None)
+             for name in ("time_bare_loop", "time_sequential", "track_sequential_over_bare")}
+    if found["time_sequential"] and found["time_bare_loop"]:
+        tb, ts = table(machine, found["time_bare_loop"], benchmarks), table(machine, found["time_sequential"], benchmarks)
+        tr = table(machine, found["track_sequential_over_bare"], benchmarks) if found["track_sequential_over_bare"] else None
+
+        def cell(i, c):
+            paired = tr.cells[i].get(c) if tr else None
+            if paired is not None:
+                return f"{paired:.3f}"
+            medians = _div(ts.cells[i].get(c), tb.cells[i].get(c))
+            return NA if medians is None else f"{medians:.3f}*"
+
+        out += ["### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop",
+                "", "Same decoder, same warm files, median over interleaved pairs of calls; goal: within 3% (at most 1.030). "
+                "\\* : no paired measurement, ratio of the two benchmarks' medians (taken minutes apart, so noisier).", "",
+                md_table(_header(ts, ts.names), _rows(ts, ts.bench.combos, cell)), ""]
+        out += elsewhere_note(tr if tr and any(tr.commits) else ts, machine)
+    rows, header = [], None
+    for group in ("SmallImages", "LargeImages"):
+        t = tables.get(group)
+        if t is None or not {"execution", "cache"} <= set(t.names):
+            continue
+        header = header or ["images", *[n for n in t.names if n != "cache"]] + [c.stack for c in t.columns]
+        for combo in t.bench.combos:
+            if combo[t.index("execution")] == "sequential" or combo[t.index("cache")] != "warm":
+                continue
+            keep = [str(v) for n, v in zip(t.names, combo) if n != "cache"]
+            rows.append([group, *keep, *[ratio(cost_over_ideal(t, i, combo)) for i in range(len(t.columns))]])
+    if rows:
+        cpus = machine.info.get("num_cpu", "?")
+        out += ["### Cost per image of each pool over the ideal `sequential / workers` (warm cache; 1.00× is perfect scaling)", "",
+                f"This machine has {cpus} CPUs: pools with more workers than CPUs cannot reach 1.00×.", "",
+                md_table(header, rows), ""]
+    return out
+
+
+def _date(ms: int | None) -> str:
+    if not ms:
+        return NA
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _lib(name: str, key: str):
+    """Getter for one field of a library's build record: None if the library is absent."""
+    def get(build: dict):
+        lib = build.get(name)
+        return None if lib is None else lib.get(key) or "-"
+    return get
+
+
+BUILD_ROWS = (
+    ("Python", lambda b: b.get("python")),
+    ("CPU", lambda b: b.get("cpu")),
+    ("NumPy", lambda b: b.get("numpy")),
+    ("Pillow", _lib("pillow", "version")),
+    ("Pillow libjpeg-turbo", _lib("pillow", "libjpeg_turbo")),
+    ("Pillow zlib", _lib("pillow", "zlib")),
+    ("OpenCV", _lib("opencv", "version")),
+    ("OpenCV JPEG", _lib("opencv", "JPEG")),
+    ("OpenCV JPEG SIMD", _lib("opencv", "SIMD Support")),
+    ("OpenCV PNG", _lib("opencv", "PNG")),
+    ("OpenCV zlib", _lib("opencv", "ZLib")),
+    ("OpenCV baseline", _lib("opencv", "Baseline")),
+    ("OpenCV dispatched", _lib("opencv", "Dispatched code generation")),
+    ("OpenCV IPP", _lib("opencv", "Intel IPP")),
+)
+
+
+def environments_section(machine: Machine) -> list[str]:
+    cols = machine.columns
+    rows = [["commit", *[c.runs[0].commit_hash[:8] for c in cols]],
+            ["commit date", *[_date(c.runs[0].date) for c in cols]],
+            ["measured", *[_date(max(c.runs[0].started_at.values(), default=None)) for c in cols]]]
+    libraries = sorted({name for c in cols for name in c.requirements})
+    rows += [[name, *[c.requirements.get(name, "-") for c in cols]] for name in libraries]
+    builds = [(c.build or {}).get("build") for c in cols]
+    rows += [[label, *[NA if b is None else (get(b) or "not installed") for b in builds]] for label, get in BUILD_ROWS]
+    out = ["### Environments", "", md_table(["", *[c.stack for c in cols]], rows), ""]
+    missing = [c.stack for c, b in zip(cols, builds) if b is None]
+    if missing:
+        out += [f"No build record for {', '.join(missing)} (envcheck writes one into envinfo/ when asv builds the environment).", ""]
+    out += ["\"-\": the library's build information does not list it.", ""]
+    return out
+
+
+def elsewhere_note(t: Table, machine: Machine) -> list[str]:
+    """Which columns of `t` come from a run at another commit than the report's."""
+    elsewhere = {c.stack: commit[:8] for c, commit in zip(t.columns, t.commits) if commit and commit != machine.commit}
+    if not elsewhere:
+        return []
+    return ["Taken from another run: " + ", ".join(f"{s} at {c}" for s, c in elsewhere.items()) + ".", ""]
+
+
+def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], plots: dict[str, str]) -> list[str]:
+    info = machine.info
+    out = [f"## Machine `{machine.name}`", "",
+           f"{info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs, {info.get('os', '?')}; "
+           f"report commit {machine.commit[:8]}.", ""]
+    out += environments_section(machine)
+    tables = {}
+    for bench in ordered(benchmarks):
+        if bench.group not in (SAMPLE_GROUP, OVERHEAD_GROUP) and bench.info.get("type") == "time":
+            tables.setdefault(bench.group, table(machine, bench, benchmarks))
+    out += summary_section(tables)
+    for name, path in plots.items():
+        out += [f"![{name}]({path})", ""]
+    out += overhead_section(tables, benchmarks, machine)
+    for bench in ordered(benchmarks):
+        if bench.group in (SAMPLE_GROUP, OVERHEAD_GROUP):
+            continue
+        t = table(machine, bench, benchmarks)
+        out += group_section(t)
+        out += elsewhere_note(t, machine)
+        if not all(ld.recorded for ld in t.loads) and bench.info.get("type") == "time":
+            out += ["Images per call from the dataset manifests' default profile (these results carry no bench_sample record).", ""]
+    return out
+
+
+def ordered(benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
+    """Small images first, then large, then the rest by name: the order a reader asks in."""
+    first = {g: k for k, g in enumerate(("SmallImages", "LargeImages"))}
+    return sorted(benchmarks.values(), key=lambda b: (first.get(b.group, len(first)), b.key))
+
+
+def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, commit: str | None = None) -> Path:
+    benchmarks, machines = load(results_dir, envinfo_dir, commit)
+    from . import plots  # matplotlib only when a report is made
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# imgload-benchmarks: library stacks compared", "",
+             f"From `{results_dir}`, {len(machines)} machine(s). Times are asv's median per timed call divided by "
+             "the images that call loads. n/a: no result (not run, failed, or the decoder cannot read that format there).", ""]
+    for machine in machines:
+        tables = {b.group: table(machine, b, benchmarks) for b in ordered(benchmarks)
+                  if b.group in ("SmallImages", "LargeImages") and b.info.get("type") == "time"}
+        made = plots.write_all(machine, tables, out_dir)
+        lines += machine_section(machine, benchmarks, made)
+    path = out_dir / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+def add_parser(sub) -> None:
+    """`report` in `python -m imgload`'s sub-commands."""
+    p = sub.add_parser("report", help="asv results -> Markdown tables and PNG plots across library stacks")
+    p.add_argument("--results", default=".asv/results", help="asv results folder (default: .asv/results)")
+    p.add_argument("--out", default=".asv/report", help="where report.md and the PNGs go (default: .asv/report)")
+    p.add_argument("--envinfo", help="environment build records (default: envinfo/ beside the results folder)")
+    p.add_argument("--commit", help="report this commit (hash prefix) instead of the one covering the most environments")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        path = render(Path(args.results), Path(args.out), Path(args.envinfo) if args.envinfo else None, args.commit)
+    except ResultsError as e:
+        print(f"imgload: error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

@@ -1,0 +1,187 @@
+"""asv results folders -> per machine, one column of results per environment (library stack).
+
+asv compares commits; this compares environments at one commit. For each machine the
+report commit is the one whose results cover the most environments, then the most
+benchmarks (newest on a tie). A benchmark an environment has no result for at that commit
+(say, one run separately with `-b`) is taken from that environment's newest result that
+has it, and the table says so.
+Loading goes through asv's own reader (asv.results), so every results format asv
+writes is read the way asv reads it.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asv import results as asv_results
+
+SAMPLE_KEYS = ("bench_sample.Sample.track_images_per_call", "bench_sample.Sample.track_pixels_per_image")
+
+
+class ResultsError(RuntimeError):
+    """A one-line reason a results folder cannot be reported on."""
+
+
+@dataclass
+class Column:
+    """One environment's results on one machine, newest first after the report commit."""
+
+    machine: str
+    env_name: str
+    stack: str
+    runs: list  # asv Results objects
+    build: dict | None = None
+
+    @property
+    def requirements(self) -> dict:
+        return dict(getattr(self.runs[0], "_requirements", None) or {})
+
+    def run_for(self, key: str):
+        """The first run (report commit first) holding any result for benchmark `key`."""
+        return next((run for run in self.runs if _has_result(run, key)), None)
+
+
+@dataclass
+class Machine:
+    name: str
+    info: dict
+    commit: str
+    columns: list[Column] = field(default_factory=list)
+
+
+@dataclass
+class Benchmark:
+    key: str
+    info: dict  # its entry in benchmarks.json
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.info.get("param_names") or [])
+
+    @property
+    def combos(self) -> list[tuple]:
+        """Every parameter combination, as plain Python values, in asv's result order."""
+        params = self.info.get("params") or []
+        return list(itertools.product(*[[_literal(p) for p in values] for values in params]))
+
+    @property
+    def group(self) -> str:
+        """The benchmark class: bench_decode.SmallImages.time_decode -> SmallImages."""
+        parts = self.key.split(".")
+        return parts[-2] if len(parts) >= 3 else parts[0]
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def number(value) -> float | None:
+    """A result value, or None when asv recorded a failure (None) or a skip (NaN)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def values(column: Column, bench: Benchmark) -> tuple[dict[tuple, float | None], str | None]:
+    """combo -> value for `bench` in `column`, and the commit the values come from."""
+    run = column.run_for(bench.key)
+    if run is None:
+        return {}, None
+    params = bench.info.get("params") or []
+    raw = run.get_result_value(bench.key, params)
+    if not params:
+        raw = [raw]
+    return {combo: number(v) for combo, v in zip(bench.combos, raw)}, run.commit_hash
+
+
+def load_benchmarks(results_dir: Path) -> dict[str, Benchmark]:
+    path = results_dir / "benchmarks.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file; run asv first (make bench)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path}: unreadable benchmarks list ({e})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not an asv benchmarks.json")
+    return {k: Benchmark(k, v) for k, v in sorted(data.items()) if k != "version" and isinstance(v, dict)}
+
+
+def _machine_info(results_dir: Path, name: str) -> dict:
+    try:
+        return json.loads((results_dir / name / "machine.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"machine": name}
+
+
+def build_record(envinfo_dir: Path, machine: str, env_name: str) -> dict | None:
+    """envcheck's record for env_name: envinfo/<machine>/ when that folder exists (records
+    merged from another machine), else envinfo/ itself, where this host's envcheck writes."""
+    folder = envinfo_dir / machine
+    path = (folder if folder.is_dir() else envinfo_dir) / f"{env_name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _has_result(run, key: str) -> bool:
+    """`run` holds a value for `key` (not only a failed build, nor only failures)."""
+    if key not in run.get_all_result_keys():
+        return False
+    got = run.get_result_value(key, run.get_result_params(key))
+    return any(v is not None for v in (got if isinstance(got, list) else [got]))
+
+
+def _kept(run) -> int:
+    """How many benchmarks a run holds results for (a run of a few benchmarks with -b holds few)."""
+    return sum(_has_result(run, key) for key in run.get_all_result_keys())
+
+
+def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None) -> tuple[dict[str, Benchmark], list[Machine]]:
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResultsError(f"{results_dir}: no such results folder; run asv first (make bench)")
+    benchmarks = load_benchmarks(results_dir)
+    envinfo_dir = Path(envinfo_dir) if envinfo_dir else results_dir.parent / "envinfo"
+    by_machine: dict[str, list] = defaultdict(list)
+    for run in asv_results.iter_results(str(results_dir)):
+        by_machine[run.params.get("machine", "?")].append(run)
+    if not by_machine:
+        raise ResultsError(f"{results_dir}: no asv results in it; run asv first (make bench)")
+    machines = []
+    for name in sorted(by_machine):
+        runs = by_machine[name]
+        envs_at: dict[str, dict[str, object]] = defaultdict(dict)
+        for run in runs:
+            envs_at[run.commit_hash].setdefault(run.env_name, run)
+        if commit:
+            matching = [c for c in envs_at if c.startswith(commit)]
+            if not matching:
+                raise ResultsError(f"machine {name}: no results at commit {commit}")
+            chosen = matching[0]
+        else:
+            chosen = max(envs_at, key=lambda c: (len(envs_at[c]), sum(_kept(r) for r in envs_at[c].values()),
+                                                  max(r.date or 0 for r in envs_at[c].values())))
+        machine = Machine(name, _machine_info(results_dir, name), chosen)
+        for env_name in sorted({r.env_name for r in runs}):
+            mine = sorted((r for r in runs if r.env_name == env_name),
+                          key=lambda r: (r.commit_hash != chosen, -(r.date or 0)))
+            stack = mine[0].env_vars.get("IMGLOAD_STACK") or env_name
+            machine.columns.append(Column(name, env_name, stack, mine, build_record(envinfo_dir, name, env_name)))
+        machine.columns.sort(key=lambda c: c.stack)
+        machines.append(machine)
+    return benchmarks, machines

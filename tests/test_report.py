@@ -1,0 +1,226 @@
+"""imgload report: real asv results of two stacks, hand-made broken results, two machines merged."""
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgload import report
+from imgload.results import ResultsError
+
+from .conftest import asv_config
+
+SMALL = "bench_decode.SmallImages.time_decode"
+
+
+def _run_report(results: Path, out: Path, *extra) -> str:
+    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(out), *extra],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out / "report.md")
+    return (out / "report.md").read_text()
+
+
+def _section_table(text: str, heading: str, caption: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the first Markdown table after `heading`, then `caption`."""
+    lines = text.splitlines()
+    at = lines.index(heading)
+    at = next(i for i in range(at, len(lines)) if lines[i].startswith(caption))
+    start = next(i for i in range(at, len(lines)) if lines[i].startswith("|"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([c.strip() for c in line.strip("|").split("|")])
+    return block[0], block[2:]
+
+
+def _json_results(results: Path, machine: str) -> dict:
+    """stack -> {benchmark: {combo: value}} read straight from asv's JSON, not through asv."""
+    benchmarks = json.loads((results / "benchmarks.json").read_text())
+    out = {}
+    for path in (results / machine).glob("*.json"):
+        if path.name == "machine.json":
+            continue
+        data = json.loads(path.read_text())
+        stack = data["env_vars"]["IMGLOAD_STACK"]
+        columns = data["result_columns"]
+        per = out.setdefault(stack, {})
+        for name, row in data["results"].items():
+            row = dict(zip(columns, row))
+            import itertools
+
+            params = benchmarks[name]["params"]
+            combos = [tuple(v.strip("'") for v in c) for c in itertools.product(*params)]
+            per[name] = dict(zip(combos, row["result"] or [None] * len(combos)))
+    return out
+
+
+@pytest.mark.asv
+def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
+    results = two_stack_run["tmp"] / "results"
+    text = _run_report(results, tmp_path)
+    stacks = [s["env"]["IMGLOAD_STACK"] for s in two_stack_run["stacks"]]
+    raw = _json_results(results, "imgload-a")
+    assert set(raw) == set(stacks)
+
+    header, rows = _section_table(text, f"### {SMALL}", "Seconds per image")
+    assert header == ["decoder", "format", "execution", "cache", *stacks]  # one column per environment
+    assert len(rows) == 5 * 2 * 4 * 2
+    images = {s: raw[s]["bench_sample.Sample.track_images_per_call"][("SmallImages",)] for s in stacks}
+    assert set(images.values()) == {16}  # the tiny manifest's sample, as the suite recorded it
+    checked = 0
+    for row in rows:
+        combo = tuple(row[:4])
+        for stack, cell in zip(stacks, row[4:]):
+            value = raw[stack][SMALL].get(combo)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                assert cell == "n/a", (stack, combo, cell)
+            else:
+                assert cell == report.seconds(value / images[stack]), (stack, combo)
+                checked += 1
+    assert checked >= 2 * 2 * 2 * 2 - 2 * 2  # cv2 in both stacks, simplejpeg in the newer one
+    by_combo = {tuple(r[:4]): dict(zip(stacks, r[4:])) for r in rows}
+    old, new = stacks
+    assert by_combo[("simplejpeg", "jpeg", "sequential", "warm")][old] == "n/a"  # not installed in the old stack
+    assert by_combo[("simplejpeg", "jpeg", "sequential", "warm")][new] != "n/a"
+    assert by_combo[("pil", "png", "processes-2", "cold")] == {old: "n/a", new: "n/a"}  # not run
+
+    # derived columns: speedup over sequential and cold / warm, from the same JSON values
+    _, speed = _section_table(text, f"### {SMALL}", "Speedup over `sequential`")
+    speed = {tuple(r[:4]): dict(zip(stacks, r[4:])) for r in speed}
+    seq, pool = raw[new][SMALL][("cv2", "jpeg", "sequential", "warm")], raw[new][SMALL][("cv2", "jpeg", "threads-2", "warm")]
+    assert speed[("cv2", "jpeg", "threads-2", "warm")][new] == f"{seq / pool:.2f}×"
+    _, cold = _section_table(text, f"### {SMALL}", "Cold / warm")
+    cold = {tuple(r[:3]): dict(zip(stacks, r[3:])) for r in cold}
+    ratio = raw[old][SMALL][("cv2", "jpeg", "sequential", "cold")] / raw[old][SMALL][("cv2", "jpeg", "sequential", "warm")]
+    assert cold[("cv2", "jpeg", "sequential")][old] == f"{ratio:.2f}×"
+
+    # the harness-overhead ratio, and the environments' build records
+    _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
+    row = next(r for r in overhead if r[:2] == ["cv2", "jpeg"])
+    paired = raw[new]["bench_overhead.Overhead.track_sequential_over_bare"][("cv2", "jpeg")]
+    assert 0.5 < paired < 2 and row[2 + stacks.index(new)] == f"{paired:.3f}"
+    assert next(r for r in overhead if r[:2] == ["pil", "png"])[2:] == ["n/a", "n/a"]  # not run
+    _, envs = _section_table(text, "### Environments", "|")
+    envs = {r[0]: r[1:] for r in envs}
+    assert envs["Pillow"] == [s["req"]["pillow"] for s in two_stack_run["stacks"]]
+    assert envs["NumPy"] == [s["req"]["numpy"] for s in two_stack_run["stacks"]]
+    assert all(v not in ("n/a", "absent") for v in envs["Pillow libjpeg-turbo"] + envs["OpenCV JPEG"] + envs["CPU"])
+    for png in ("imgload-a-decoders.png", "imgload-a-threads.png", "imgload-a-cold-warm.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in text
+
+
+def _hand_made(tmp: Path) -> Path:
+    """Results asv could leave behind: a failed and a skipped value, a failed build,
+    a benchmark missing from one environment, a corrupt results file."""
+    results = tmp / "results"
+    (results / "box").mkdir(parents=True)
+    params = [["'cv2'", "'pil'"], ["'png'"], ["'sequential'", "'threads-2'"], ["'warm'", "'cold'"]]
+    benchmarks = {
+        SMALL: {"name": SMALL, "type": "time", "unit": "seconds", "version": "1", "params": params,
+                "param_names": ["decoder", "format", "execution", "cache"]},
+        "bench_pickle.CifarBatch.time_load": {"name": "bench_pickle.CifarBatch.time_load", "type": "time", "unit": "seconds",
+                                              "version": "1", "params": [["'npy'"], ["'warm'"]], "param_names": ["format", "cache"]},
+        "version": 2,
+    }
+    for name in ("time_bare_loop", "time_sequential"):  # no paired track: the report divides the medians
+        key = f"bench_overhead.Overhead.{name}"
+        benchmarks[key] = {"name": key, "type": "time", "unit": "seconds", "version": "1",
+                           "params": [["'cv2'"], ["'jpeg'"]], "param_names": ["decoder", "format"]}
+    (results / "benchmarks.json").write_text(json.dumps(benchmarks))
+    machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux", "arch": "x86_64", "ram": "1", "version": 1}
+    (results / "box" / "machine.json").write_text(json.dumps(machine))
+    columns = ["result", "params", "version", "started_at", "duration"]
+
+    def write(name, stack, results_):
+        data = {"commit_hash": "a" * 40, "env_name": f"env-{stack}", "date": 1795490726000, "params": dict(machine, python="3.11"),
+                "python": "3.11", "requirements": {"pillow": "1.0"}, "env_vars": {"IMGLOAD_STACK": stack},
+                "result_columns": columns, "results": results_, "durations": {}, "version": 2}
+        (results / "box" / name).write_text(json.dumps(data))  # NaN is written as NaN, as asv does
+
+    # cv2 warm ok, cv2 cold failed (None), pil skipped (NaN), threads-2 ok
+    small = [0.02, None, 0.01, 0.03, float("nan"), float("nan"), float("nan"), float("nan")]
+    write("aaaaaaaa-env-one.json", "one", {SMALL: [small, params, "1", 0, 1.0],
+                                           "bench_overhead.Overhead.time_bare_loop": [[0.2], [["'cv2'"], ["'jpeg'"]], "1", 0, 1.0],
+                                           "bench_overhead.Overhead.time_sequential": [[0.3], [["'cv2'"], ["'jpeg'"]], "1", 0, 1.0],
+                                           "bench_pickle.CifarBatch.time_load": [None, [["'npy'"], ["'warm'"]], "1", 0, 1.0]})
+    write("aaaaaaaa-env-two.json", "two", {"bench_pickle.CifarBatch.time_load": [[0.5], [["'npy'"], ["'warm'"]], "1", 0, 1.0]})
+    (results / "box" / "aaaaaaaa-env-three.json").write_text("{ not json")
+    return results
+
+
+def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
+    text = _run_report(_hand_made(tmp_path), tmp_path / "out")
+    header, rows = _section_table(text, f"### {SMALL}", "Seconds per")
+    assert header[-2:] == ["one", "two"]
+    rows = {tuple(r[:4]): r[4:] for r in rows}
+    assert rows[("cv2", "png", "sequential", "cold")] == ["n/a", "n/a"]  # failed; missing
+    assert rows[("pil", "png", "threads-2", "warm")] == ["n/a", "n/a"]  # skipped; missing
+    assert rows[("cv2", "png", "sequential", "warm")][0] != "n/a"
+    _, speed = _section_table(text, f"### {SMALL}", "Speedup")
+    assert {tuple(r[:4]): r[4] for r in speed}[("cv2", "png", "threads-2", "cold")] == "n/a"  # over a failed sequential
+    _, batch = _section_table(text, "### bench_pickle.CifarBatch.time_load", "Seconds per")
+    assert batch[0][2] == "n/a" and batch[0][3] != "n/a"  # a failed build (result None) in one stack only
+    assert "No build record for one, two" in text
+    _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
+    assert overhead == [["cv2", "jpeg", "1.500*", "n/a"]]
+
+
+def test_report_names_what_is_wrong_with_its_input(tmp_path):
+    with pytest.raises(ResultsError, match="no such results folder"):
+        report.render(tmp_path / "nothing", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResultsError, match="benchmarks.json: no such file"):
+        report.render(tmp_path / "empty", tmp_path / "out")
+    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.asv
+def test_two_machines_merge_into_one_site_and_one_report(two_stack_run, tmp_path):
+    """A second machine runs part of the matrix; its results/ and envinfo/ folders are merged
+    into the first one's, then one `asv publish` and one report cover both."""
+    first, asv, env = two_stack_run["tmp"], two_stack_run["asv"], two_stack_run["env"]
+    other = tmp_path / "machine-b"
+    other.mkdir()
+    config_b = asv_config(other, two_stack_run["stacks"][-1:])  # its own environment, verified and recorded there
+    subprocess.run([*asv, "machine", "--yes", "--machine", "imgload-b", "--config", str(config_b)], env=env, check=True, capture_output=True)
+    out = subprocess.run([*asv, "run", "--quick", "--machine", "imgload-b", "--config", str(config_b), "-b", "^bench_sample",
+                          "-b", r"SmallImages.time_decode\('cv2', 'jpeg', 'sequential', 'warm'", "HEAD^!"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    merged = tmp_path / "merged"
+    shutil.copytree(first / "results", merged / "results")
+    shutil.copytree(first / "envinfo", merged / "envinfo")
+    shutil.copytree(other / "results" / "imgload-b", merged / "results" / "imgload-b")
+    shutil.copytree(other / "envinfo", merged / "envinfo" / "imgload-b")
+    config = asv_config(merged, two_stack_run["stacks"])
+    pub = subprocess.run([*asv, "publish", "--config", str(config)], env=env, capture_output=True, text=True)
+    assert pub.returncode == 0, pub.stdout + pub.stderr
+    index = json.loads((merged / "html" / "index.json").read_text())
+    assert index["params"]["machine"] == ["imgload-a", "imgload-b"]
+    graphs = {p.as_posix() for p in (merged / "html" / "graphs").rglob("*.json")}
+    assert any("machine-imgload-a" in g for g in graphs) and any("machine-imgload-b" in g for g in graphs)
+
+    text = _run_report(merged / "results", tmp_path / "report")
+    a, b = text.index("## Machine `imgload-a`"), text.index("## Machine `imgload-b`")
+    assert a < b
+    new = two_stack_run["stacks"][-1]["env"]["IMGLOAD_STACK"]
+    header, rows = _section_table(text[b:], f"### {SMALL}", "Seconds per")
+    assert header[-1] == new and len(header) == 5  # machine b ran one stack
+    rows = {tuple(r[:4]): r[4] for r in rows}
+    assert rows[("cv2", "jpeg", "sequential", "warm")] != "n/a"
+    assert rows[("cv2", "jpeg", "threads-2", "warm")] == "n/a"  # machine b did not run it
+    _, envs = _section_table(text[b:], "### Environments", "|")
+    assert {r[0]: r[1] for r in envs}["Pillow"] == two_stack_run["stacks"][-1]["req"]["pillow"]  # from envinfo/imgload-b/
+    for png in ("imgload-a-threads.png", "imgload-b-threads.png"):
+        assert (tmp_path / "report" / png).is_file()
