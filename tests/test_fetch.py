@@ -247,12 +247,21 @@ class _SlowHandler(Handler):
             time.sleep(0.05)
 
 
+def _downloading(data) -> bool:
+    """pooch's temporary file exists and has bytes in it (a failed attempt's may vanish meanwhile)."""
+    for part in data.glob("downloads/tmp*"):
+        try:
+            if part.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def test_prepare_killed_during_download_recovers(archive, server, tmp_path):
     data = tmp_path / "data"
     with serve(archive[0].read_bytes(), "cifar-10-python.tar.gz", _SlowHandler) as slow:
-        # pooch's temporary file exists and has bytes in it
-        _kill_prepare_when(_manifest(tmp_path, slow.url, archive[1]), data,
-                           lambda: any(p.stat().st_size > 0 for p in data.glob("downloads/tmp*")), "mid-download")
+        _kill_prepare_when(_manifest(tmp_path, slow.url, archive[1]), data, lambda: _downloading(data), "mid-download")
         assert not (data / "downloads" / "cifar-10-python.tar.gz").exists(), "a partial download is never renamed into place"
         assert not (data / "remote-cifar").exists()
     path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), data)
