@@ -69,6 +69,22 @@ def record_path(conf: dict, conf_dir: Path, env_name: str) -> Path:
     return results.parent / "envinfo" / f"{env_name}.json"
 
 
+def _write_record(out: Path, pins: dict[str, str], **identity) -> None:
+    """The verified environment's record (versions and build info), written atomically."""
+    record = {
+        **identity,
+        "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "pins": pins,
+        "installed": {name: metadata.version(_canonical(name)) for name in pins},
+        "build": buildinfo.collect(),  # what decides decode speed beyond the versions
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out)
+
+
 def requirement_pins(path: Path) -> dict[str, str]:
     """`name==version` lines of a requirements file; comments and blank lines are skipped."""
     pins = {}
@@ -104,20 +120,8 @@ def check_requirements(argv: list[str]) -> int:
     except (EnvCheckError, OSError) as e:
         print(f"{where}: {e}", file=sys.stderr)
         return 1
-    record = {
-        "commit": commit,
-        "env_name": env_name,
-        "requirements": str(args.requirements),
-        "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "pins": pins,
-        "installed": {name: metadata.version(_canonical(name)) for name in pins},
-    }
-    out = args.record_dir / f"{env_name}-{commit[:8]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out)
+    _write_record(args.record_dir / f"{env_name}-{commit[:8]}.json", pins,
+                  commit=commit, env_name=env_name, requirements=str(args.requirements))
     print(f"{where}: {len(pins)} pins verified, pip check clean")
     return 0
 
@@ -139,20 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except (EnvCheckError, OSError, json.JSONDecodeError) as e:
         print(f"imgload: environment {env_name} (stack {stack}): {e}", file=sys.stderr)
         return 1
-    record = {
-        "stack": stack,
-        "env_name": env_name,
-        "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "pins": pins,
-        "installed": {name: metadata.version(_canonical(name)) for name in pins},
-        "build": buildinfo.collect(),  # what decides decode speed beyond the versions
-    }
-    out = record_path(conf, conf_path.parent, env_name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out)
+    _write_record(record_path(conf, conf_path.parent, env_name), pins, stack=stack, env_name=env_name)
     print(f"imgload: environment {env_name} (stack {stack}): {len(pins)} pins verified, pip check clean")
     return 0
 
