@@ -46,9 +46,7 @@ class Overhead:
             decode(f)
 
     def time_bare_loop(self, root, decoder, fmt):
-        decode = self.decode
-        for f in self.files:
-            decode(f)
+        self.bare_loop()
 
     def track_sequential_over_bare(self, root, decoder, fmt):
         """Median over PAIRS of (suite's sequential time / bare loop time), run back to back."""

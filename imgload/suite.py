@@ -47,8 +47,12 @@ def images_per_call(root: str, what: str) -> int:
 
 
 def pixels_per_image(root: str) -> int:
-    height, width = datasets.load_index(root)["shape"][:2]
-    return int(height) * int(width)
+    """Pixels of one image; where sizes vary (image folders), the mean over the profile's sample."""
+    index = datasets.load_index(root)
+    if index["shape"]:
+        return int(index["shape"][0]) * int(index["shape"][1])
+    shapes = [index["shapes"][i] for i in datasets.sample_indices(index, datasets.profile())]
+    return round(sum(h * w for h, w, _ in shapes) / len(shapes))
 
 
 def set_cache(cache: str, files: list[str]) -> None:

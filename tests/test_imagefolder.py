@@ -184,3 +184,12 @@ def test_batches_need_the_cifar_layout(tmp_path):
     path.write_text(path.read_text().replace('formats = ["png", "jpeg", "npy"]', 'formats = ["png"]\nbatches = true'))
     with pytest.raises(datasets.DatasetError, match="batches = true needs the cifar-python layout"):
         datasets.manifest(path)
+
+
+def test_per_image_figures_of_a_set_whose_sizes_vary(prepared, clean_env):
+    from imgload import suite
+
+    path, _ = prepared
+    # the default sample is images 0, 2, 3 and 5: 40x40, 64x48, 33x50 and 36x36
+    assert suite.images_per_call(str(path), "sample") == 4
+    assert suite.pixels_per_image(str(path)) == round((1600 + 3072 + 1650 + 1296) / 4)
