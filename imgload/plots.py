@@ -134,10 +134,11 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
     usable = _usable(tables)
     if not usable:
         return False
-    fig, axes = plt.subplots(1, len(usable), figsize=(6.5 * len(usable), 3.8), squeeze=False)
-    for k, t in enumerate(usable):
+    panels = [[(d, f) for d in _levels(t, "decoder") for f in _levels(t, "format") if _has_data(t, decoder=d, format=f)]
+              for t in usable]
+    fig, axes = plt.subplots(1, len(usable), figsize=(6.5 * len(usable), 4.2), squeeze=False)
+    for k, (t, labels) in enumerate(zip(usable, panels)):
         ax = axes[0][k]
-        labels = [(d, f) for d in _levels(t, "decoder") for f in _levels(t, "format") if _has_data(t, decoder=d, format=f)]
         n = len(t.columns)
         width = 0.8 / max(n, 1)
         for i, column in enumerate(t.columns):
@@ -150,7 +151,8 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
                     ys.append(cold / warm)
             ax.bar(xs, ys, width)
         ax.axhline(1, color="grey", lw=0.8)
-        ax.set_xticks(range(len(labels)), [f"{d}\n{f}" for d, f in labels], fontsize=7)
+        # slanted: names as long as "imagecodecs" would run into each other side by side
+        ax.set_xticks(range(len(labels)), [f"{d} {f}" for d, f in labels], fontsize=8, rotation=30, ha="right")
         ax.set_ylabel("cold / warm time")
         ax.set_title(f"{t.bench.group} (sequential)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
