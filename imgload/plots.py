@@ -56,6 +56,16 @@ def _stack_legend(fig, t, extra=()) -> None:
                loc="upper right", fontsize=8, title="stack", ncols=1)
 
 
+def _grouped_bars(ax, t, groups: list, value) -> None:
+    """One bar per stack in each group, side by side; value(stack column, group) -> y or None (a gap)."""
+    n = len(t.columns)
+    width = 0.8 / max(n, 1)
+    for i in range(n):
+        points = [(g + (i - (n - 1) / 2) * width, value(i, group)) for g, group in enumerate(groups)]
+        points = [(x, y) for x, y in points if y is not None]
+        ax.bar([x for x, _ in points], [y for _, y in points], width)
+
+
 def decoders_plot(tables: dict, path: Path) -> bool:
     usable = _usable(tables)
     if not usable:
@@ -63,19 +73,15 @@ def decoders_plot(tables: dict, path: Path) -> bool:
     formats = _levels(usable[0], "format")
     fig, axes = plt.subplots(len(usable), len(formats), figsize=(5.2 * len(formats), 3.4 * len(usable)), squeeze=False)
     for row, t in enumerate(usable):
-        n = len(t.columns)
-        width = 0.8 / max(n, 1)
         for col, fmt in enumerate(formats):
             ax = axes[row][col]
             decoders = [d for d in _levels(t, "decoder") if _has_data(t, decoder=d, format=fmt)]
-            for i, column in enumerate(t.columns):
-                xs, ys = [], []
-                for d, decoder in enumerate(decoders):
-                    v = t.per_image(i, _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
-                    if v is not None:
-                        xs.append(d + (i - (n - 1) / 2) * width)
-                        ys.append(v * 1e6)
-                ax.bar(xs, ys, width)
+
+            def micros(i, decoder, t=t, fmt=fmt):
+                v = t.per_image(i, _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
+                return None if v is None else v * 1e6
+
+            _grouped_bars(ax, t, decoders, micros)
             ax.set_xticks(range(len(decoders)), decoders, fontsize=8)
             ax.set_ylabel("µs per image")
             ax.set_title(f"{t.bench.group}, {fmt} (sequential, warm)", fontsize=10)
@@ -139,17 +145,13 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
     fig, axes = plt.subplots(1, len(usable), figsize=(6.5 * len(usable), 4.2), squeeze=False)
     for k, (t, labels) in enumerate(zip(usable, panels)):
         ax = axes[0][k]
-        n = len(t.columns)
-        width = 0.8 / max(n, 1)
-        for i, column in enumerate(t.columns):
-            xs, ys = [], []
-            for j, (d, f) in enumerate(labels):
-                warm = t.cells[i].get(_combo(t, decoder=d, format=f, execution="sequential", cache="warm"))
-                cold = t.cells[i].get(_combo(t, decoder=d, format=f, execution="sequential", cache="cold"))
-                if warm and cold is not None:
-                    xs.append(j + (i - (n - 1) / 2) * width)
-                    ys.append(cold / warm)
-            ax.bar(xs, ys, width)
+
+        def ratio(i, label, t=t):
+            warm, cold = (t.cells[i].get(_combo(t, decoder=label[0], format=label[1], execution="sequential", cache=c))
+                          for c in ("warm", "cold"))
+            return cold / warm if warm and cold is not None else None
+
+        _grouped_bars(ax, t, labels, ratio)
         ax.axhline(1, color="grey", lw=0.8)
         # slanted: names as long as "imagecodecs" would run into each other side by side
         ax.set_xticks(range(len(labels)), [f"{d} {f}" for d, f in labels], fontsize=8, rotation=30, ha="right")
