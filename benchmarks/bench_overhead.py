@@ -7,6 +7,7 @@ by track_sequential_over_bare from interleaved pairs, because two medians taken 
 apart on a shared machine differ by more than the few percent in question.
 """
 
+import gc
 import statistics
 import time
 
@@ -49,18 +50,27 @@ class Overhead:
         self.bare_loop()
 
     def track_sequential_over_bare(self, root, decoder, fmt):
-        """Median over PAIRS of (suite's sequential time / bare loop time), run back to back."""
-        ratios = []
-        for i in range(PAIRS):
-            first, second = (self.bare_loop, self.load) if i % 2 == 0 else (self.load, self.bare_loop)
-            t0 = time.perf_counter()
-            first()
-            t1 = time.perf_counter()
-            second()
-            t2 = time.perf_counter()
-            bare, sequential = (t1 - t0, t2 - t1) if i % 2 == 0 else (t2 - t1, t1 - t0)
-            ratios.append(sequential / bare)
+        """Median over PAIRS of (suite's sequential time / bare loop time), run back to back,
+        with the garbage collector off as asv's time_ benchmarks have it."""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            ratios = [self._pair(i) for i in range(PAIRS)]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return statistics.median(ratios)
+
+    def _pair(self, i: int) -> float:
+        """One bare loop and one suite call, in alternating order; their time ratio."""
+        first, second = (self.bare_loop, self.load) if i % 2 == 0 else (self.load, self.bare_loop)
+        t0 = time.perf_counter()
+        first()
+        t1 = time.perf_counter()
+        second()
+        t2 = time.perf_counter()
+        bare, sequential = (t1 - t0, t2 - t1) if i % 2 == 0 else (t2 - t1, t1 - t0)
+        return sequential / bare
 
     track_sequential_over_bare.unit = "ratio"
 

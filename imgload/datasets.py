@@ -91,6 +91,8 @@ def manifest(name_or_path: str | os.PathLike) -> Manifest:
             alg, _, hexdigest = str(source.get("hash", "")).partition(":")
             if alg not in ("md5", "sha1", "sha256") or not hexdigest:
                 raise DatasetError(f"{path}: a remote file needs hash = \"alg:hex\" (md5, sha1 or sha256); refusing it without one")
+        if raw["layout"] == "image-folder" and source.get("test") and not source.get("train"):
+            raise DatasetError(f"{path}: an image-folder source with a test folder needs its train folder too")
         if raw.get("batches") and raw["layout"] != "cifar-python":
             raise DatasetError(f"{path}: batches = true needs the cifar-python layout (only it has source batches)")
         return Manifest(

@@ -62,11 +62,12 @@ def _download(url: str, known_hash: str, dest: Path, retries: int) -> Path:
     try:
         fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60))
     except ValueError as e:  # pooch's hash mismatch: says expected and got
+        progress.drop()
         raise FetchError(f"{url}: {e}") from None
     except Exception as e:  # requests' connection and HTTP errors, after the retries
+        progress.drop()
         raise FetchError(f"{url}: download failed after {retries + 1} attempts: {_reason(e)}") from None
-    finally:
-        progress.close()
+    progress.close()
     return dest
 
 
@@ -95,7 +96,7 @@ class _Progress:
     def total(self, total: int) -> None:  # pooch sets it as each attempt starts
         from tqdm import tqdm
 
-        self._drop()
+        self.drop()
         self._bar = tqdm(total=total or None, unit="B", unit_scale=True, ncols=79, delay=1.0)
 
     def update(self, n: int) -> None:
@@ -109,7 +110,8 @@ class _Progress:
             self._bar.close()
             self._bar = None
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Close and erase the bar (a failed attempt's)."""
         if self._bar is not None:
             self._bar.leave = False  # a failed attempt's bar is erased
             self.close()

@@ -14,6 +14,7 @@ is encoded from the RGB pixels Pillow decodes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,40 +85,43 @@ class Images:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        from PIL import Image
-
-        path = self.paths[i]
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for corrupt and truncated files
-            raise ImageFolderError(f"{path}: not a readable image ({e})") from None
+        with _opened(self.paths[i]) as im:
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
     def original(self, i: int, fmt: str) -> bytes | None:
         """The file's own bytes if decoders read them as RGB (H, W, 3) unchanged, else None."""
-        from PIL import Image
-
         path = self.paths[i]
-        try:
-            with Image.open(path) as im:
-                keep = (
-                    im.format == PIL_FORMAT.get(fmt)
-                    and im.mode == "RGB"  # 8-bit, 3 channels: no grey, CMYK, alpha or 16-bit
-                    and im.getexif().get(EXIF_ORIENTATION, 1) == 1  # cv2.imread would rotate
-                )
-        except (OSError, ValueError, SyntaxError) as e:
-            raise ImageFolderError(f"{path}: not a readable image ({e})") from None
-        return Path(path).read_bytes() if keep else None
+        with _opened(path) as im:
+            keep = (
+                im.format == PIL_FORMAT.get(fmt)
+                and im.mode == "RGB"  # 3 channels: no grey, CMYK or alpha channel
+                and im.getexif().get(EXIF_ORIENTATION, 1) == 1  # cv2.imread would rotate
+                and "transparency" not in im.info  # a tRNS chunk: imagecodecs decodes RGBA
+            )
+        if not keep:
+            return None
+        data = Path(path).read_bytes()
+        # Pillow shows a 16-bit PNG as mode RGB, but cv2 and imagecodecs decode it to uint16:
+        # keep only bit depth 8, colour type 2 (truecolour), as the IHDR chunk says
+        return data if fmt != "png" or data[24:26] == b"\x08\x02" else None
 
     def shapes(self) -> list[tuple[int, int, int]]:
         """(H, W, 3) of every image, from the headers alone."""
-        from PIL import Image
-
         out = []
         for path in self.paths:
-            try:
-                with Image.open(path) as im:
-                    out.append((im.height, im.width, 3))
-            except (OSError, ValueError, SyntaxError) as e:
-                raise ImageFolderError(f"{path}: not a readable image ({e})") from None
+            with _opened(path) as im:
+                out.append((im.height, im.width, 3))
         return out
+
+
+@contextlib.contextmanager
+def _opened(path: str):
+    """Image.open, with whatever Pillow raises for a corrupt, truncated or oversized file
+    turned into one line naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            yield im
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageFolderError(f"{path}: not a readable image ({e})") from None

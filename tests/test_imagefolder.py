@@ -44,15 +44,26 @@ def _rotated_jpeg(image: np.ndarray) -> bytes:
     return _encode(image, "JPEG", exif=exif.tobytes())
 
 
+def _png16(image: np.ndarray) -> bytes:
+    import cv2  # Pillow cannot write a 16-bit RGB PNG
+
+    ok, data = cv2.imencode(".png", image[..., ::-1].astype(np.uint16) * 257)
+    assert ok
+    return data.tobytes()
+
+
 def _members() -> dict[str, bytes]:
     """Archive path -> bytes: varied sizes, modes and formats, plus files that are no images."""
-    imgs = [synthetic.images(30 + i, 1, shape)[0] for i, shape in enumerate([(48, 64), (40, 40), (33, 50), (64, 48), (20, 30), (36, 36)])]
+    shapes = [(48, 64), (40, 40), (33, 50), (64, 48), (20, 30), (36, 36), (24, 32), (30, 20)]
+    imgs = [synthetic.images(30 + i, 1, shape)[0] for i, shape in enumerate(shapes)]
     return {
         "pics/train/cat/b.jpg": _encode(imgs[0], "JPEG", quality=85),  # RGB JPEG: kept as it is
         "pics/train/cat/a.png": _encode(imgs[1], "PNG"),  # RGB PNG: kept as it is
         "pics/train/dog/grey.jpg": _encode(imgs[2], "JPEG", mode="L"),  # one channel: re-encoded
         "pics/train/dog/alpha.png": _encode(imgs[3], "PNG", mode="RGBA"),  # alpha: re-encoded
         "pics/train/dog/turned.jpg": _rotated_jpeg(imgs[4]),  # EXIF rotation: re-encoded
+        "pics/train/dog/deep.png": _png16(imgs[6]),  # 16 bits per channel: re-encoded
+        "pics/train/dog/trns.png": _encode(imgs[7], "PNG", transparency=(0, 0, 0)),  # tRNS chunk: re-encoded
         "pics/train/loose.webp": _encode(imgs[5], "WEBP", lossless=True),  # no class folder: label -1
         "pics/val/cat/c.JPEG": _encode(imgs[0][::-1].copy(), "JPEG"),
         "pics/train/cat/notes.txt": b"not an image",
@@ -61,8 +72,8 @@ def _members() -> dict[str, bytes]:
     }
 
 
-ORDER = ["train/cat/a.png", "train/cat/b.jpg", "train/dog/alpha.png", "train/dog/grey.jpg", "train/dog/turned.jpg",
-         "train/loose.webp", "val/cat/c.JPEG"]
+ORDER = ["train/cat/a.png", "train/cat/b.jpg", "train/dog/alpha.png", "train/dog/deep.png", "train/dog/grey.jpg",
+         "train/dog/trns.png", "train/dog/turned.jpg", "train/loose.webp", "val/cat/c.JPEG"]
 
 
 def _archive(path, members: dict[str, bytes]) -> str:
@@ -108,9 +119,9 @@ def test_listing_order_split_labels_and_classes(prepared):
     index = datasets.load_index(path)
     assert index["layout"] == "image-folder"
     assert index["filenames"] == ORDER
-    assert (index["count"], index["train"], index["test"]) == (7, 6, 1)
+    assert (index["count"], index["train"], index["test"]) == (9, 8, 1)
     assert index["classes"] == ["cat", "dog"]
-    assert index["labels"] == [0, 0, 1, 1, 1, -1, 0]
+    assert index["labels"] == [0, 0, 1, 1, 1, 1, 1, -1, 0]
     assert index["shape"] is None
     assert index["shapes"][0] == [40, 40, 3] and index["shapes"][2] == [64, 48, 3]
 
@@ -120,8 +131,10 @@ def test_rgb_originals_are_kept_byte_for_byte_and_the_rest_re_encoded(prepared):
     src = {name: members["pics/" + name] for name in ORDER}
     assert (path / "png" / "00000.png").read_bytes() == src["train/cat/a.png"]
     assert (path / "jpeg" / "00001.jpg").read_bytes() == src["train/cat/b.jpg"]
-    for stem, name in [("00002", "train/dog/alpha.png"), ("00003", "train/dog/grey.jpg"), ("00004", "train/dog/turned.jpg")]:
-        assert (path / ("png" if name.endswith("png") else "jpeg") / f"{stem}{'.png' if name.endswith('png') else '.jpg'}").read_bytes() != src[name]
+    for i, name in enumerate(ORDER):
+        if name.split("/")[-1] in ("alpha.png", "deep.png", "trns.png", "grey.jpg", "turned.jpg"):
+            fmt, suffix = ("png", ".png") if name.endswith("png") else ("jpeg", ".jpg")
+            assert (path / fmt / f"{i:05d}{suffix}").read_bytes() != src[name], name
 
 
 def test_every_format_holds_the_pixels_pillow_decodes_from_the_source(prepared):
@@ -132,13 +145,15 @@ def test_every_format_holds_the_pixels_pillow_decodes_from_the_source(prepared):
         assert np.array_equal(np.load(path / "npy" / f"{i:05d}.npy"), expected), name
 
 
-def test_decoders_agree_on_shape_for_every_jpeg(prepared):
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_every_decoder_reads_every_file_as_the_same_rgb_shape(prepared, fmt):
     path, _ = prepared
-    files = sorted(str(p) for p in (path / "jpeg").iterdir())
-    for name in ("cv2", "pil"):
-        load = decoders.get(name, "jpeg")
-        shapes = [load(f).shape for f in files]
-        assert shapes == [tuple(s) for s in datasets.load_index(path)["shapes"]], name
+    files = sorted(str(p) for p in (path / fmt).iterdir())
+    expected = [tuple(s) for s in datasets.load_index(path)["shapes"]]
+    for name in ("cv2", "pil", "imageio", "imagecodecs"):
+        load = decoders.get(name, fmt)
+        arrays = [load(f) for f in files]
+        assert [a.shape for a in arrays] == expected and {a.dtype for a in arrays} == {np.dtype(np.uint8)}, name
 
 
 def test_zip_archive_from_a_mirror_folder(tmp_path, monkeypatch):
@@ -190,6 +205,14 @@ def test_per_image_figures_of_a_set_whose_sizes_vary(prepared, clean_env):
     from imgload import suite
 
     path, _ = prepared
-    # the default sample is images 0, 2, 3 and 5: 40x40, 64x48, 33x50 and 36x36
+    # the default sample is images 0, 2, 5 and 7: 40x40, 64x48, 30x20 and 36x36
     assert suite.images_per_call(str(path), "sample") == 4
-    assert suite.pixels_per_image(str(path)) == round((1600 + 3072 + 1650 + 1296) / 4)
+    assert suite.pixels_per_image(str(path)) == round((1600 + 3072 + 600 + 1296) / 4)
+
+
+def test_a_test_folder_without_a_train_folder_is_refused(tmp_path):
+    # the training images would be the whole folder, test images included
+    path = _manifest(tmp_path, tmp_path / "pics.tar.gz", "0" * 64)
+    path.write_text(path.read_text().replace('train = "train"\n', ""))
+    with pytest.raises(datasets.DatasetError, match="needs its train folder too"):
+        datasets.manifest(path)
