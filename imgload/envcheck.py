@@ -28,7 +28,11 @@ class EnvCheckError(RuntimeError):
     pass
 
 
-def _canonical(name: str) -> str:
+EXACT_VERSION = re.compile(r"[0-9][0-9a-zA-Z.+!]*")  # a release number, no range or wildcard
+
+
+def canonical(name: str) -> str:
+    """A distribution name as PEP 503 normalizes it."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -37,7 +41,7 @@ def stack_pins(conf: dict, stack: str) -> dict[str, str]:
     for entry in conf.get("include", []):
         if entry.get("env", {}).get("IMGLOAD_STACK") == stack:
             pins = dict(entry.get("req", {}))
-            loose = [k for k, v in pins.items() if not re.fullmatch(r"[0-9][0-9a-zA-Z.+!]*", str(v))]
+            loose = [k for k, v in pins.items() if not EXACT_VERSION.fullmatch(str(v))]
             if loose:
                 raise EnvCheckError(f"stack {stack}: pins must be exact versions, not {', '.join(f'{k}={pins[k]!r}' for k in loose)}")
             return pins
@@ -49,7 +53,7 @@ def mismatches(pins: dict[str, str]) -> list[str]:
     problems = []
     for name, wanted in sorted(pins.items()):
         try:
-            installed = metadata.version(_canonical(name))
+            installed = metadata.version(canonical(name))
         except metadata.PackageNotFoundError:
             installed = "nothing"
         if installed != wanted:
@@ -76,7 +80,7 @@ def _write_record(out: Path, pins: dict[str, str], **identity) -> None:
         "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "pins": pins,
-        "installed": {name: metadata.version(_canonical(name)) for name in pins},
+        "installed": {name: metadata.version(canonical(name)) for name in pins},
         "build": buildinfo.collect(),  # what decides decode speed beyond the versions
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,14 +91,19 @@ def _write_record(out: Path, pins: dict[str, str], **identity) -> None:
 
 def requirement_pins(path: Path) -> dict[str, str]:
     """`name==version` lines of a requirements file; comments and blank lines are skipped."""
+    return parse_pins(Path(path).read_text(), str(path))
+
+
+def parse_pins(text: str, source: str) -> dict[str, str]:
+    """requirement_pins of text; `source` names it in errors."""
     pins = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([0-9][0-9a-zA-Z.+!]*)", line)
+        m = re.fullmatch(rf"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*({EXACT_VERSION.pattern})", line)
         if not m:
-            raise EnvCheckError(f"{path}:{n}: {line!r} is not an exact pin (name==version)")
+            raise EnvCheckError(f"{source}:{n}: {line!r} is not an exact pin (name==version)")
         pins[m.group(1)] = m.group(2)
     return pins
 
@@ -127,7 +136,7 @@ def check_requirements(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv and argv[0] == "--requirements":
+    if argv and "--requirements" in argv:
         return check_requirements(argv)
     conf_path = Path(argv[0] if argv else "asv.conf.json").resolve()
     env_name = os.environ.get("ASV_ENV_NAME", "unknown-environment")

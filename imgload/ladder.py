@@ -31,22 +31,19 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from .envcheck import EXACT_VERSION, canonical
+
 REPO = Path(__file__).resolve().parent.parent
 LADDERS = REPO / "ladders"
 BRANCH = "main"
 REQUIREMENTS = "requirements.txt"
 IDENTITY = ("imgload ladder", "ladder@imgload.invalid")
 RELEASE_HOUR = 12  # commit time of day (UTC) on a release date
-_EXACT = re.compile(r"[0-9][0-9a-zA-Z.+!]*")
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 class LadderError(RuntimeError):
     """A one-line, user-facing reason a ladder cannot be read or built."""
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def _pins(table, where: str) -> dict[str, str]:
         raise LadderError(f"{where} must be a table of package = \"exact version\"")
     pins = {}
     for name, value in table.items():
-        if not _NAME.fullmatch(name) or not isinstance(value, str) or not _EXACT.fullmatch(value):
+        if not _NAME.fullmatch(name) or not isinstance(value, str) or not EXACT_VERSION.fullmatch(value):
             raise LadderError(f"{where}: {name} = {value!r} is not an exact pin (package = \"1.2.3\")")
         pins[canonical(name)] = value
     return pins

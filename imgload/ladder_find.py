@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import envcheck
 from . import ladder as ladders
 
 FACTOR = 1.1  # asv compare's default: smaller ratios are not called a step
@@ -57,8 +58,7 @@ def rung_versions(repo: Path) -> list[tuple[str, str]]:
 
 
 def pins_at(repo: Path, commit: str) -> dict[str, str]:
-    text = ladders.git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}")
-    return dict(line.split("==", 1) for line in text.splitlines() if "==" in line and not line.startswith("#"))
+    return envcheck.parse_pins(ladders.git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}"), f"{commit[:8]}:{ladders.REQUIREMENTS}")
 
 
 def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list[str]) -> str:

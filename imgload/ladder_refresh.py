@@ -109,7 +109,10 @@ def refresh(name_or_path: str, index_url: str | None = None, since: str | None =
     text, n = re.subn(r"(?ms)^versions\s*=\s*\[.*?^\]\n", lambda _: block, text, count=1)
     if n != 1:
         raise ladders.LadderError(f"{path}: no multi-line `versions = [` ... `]` list to rewrite")
-    text, n = re.subn(r"(?ms)^\[released\].*?(?=^\[|\Z)", lambda _: released + "\n", text, count=1)
+    # the header, then only its `"version" = date` lines and blank lines: comments that
+    # introduce the next table stay where they are
+    text, n = re.subn(r'(?m)^\[released\][^\n]*\n(?:[ \t]*(?:"[^"\n]*"[ \t]*=[ \t]*[0-9-]+[ \t]*)?\n)*',
+                      lambda _: released + "\n", text, count=1)
     if n != 1:
         text = text.rstrip("\n") + "\n\n" + released
     tmp = path.with_name(f".{path.stem}.tmp.toml")

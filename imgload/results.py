@@ -170,8 +170,9 @@ def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit:
             envs_at[run.commit_hash].setdefault(run.env_name, run)
         if commit:
             matching = [c for c in envs_at if c.startswith(commit)]
-            if not matching:
-                raise ResultsError(f"machine {name}: no results at commit {commit}")
+            if len(matching) != 1:
+                raise ResultsError(f"machine {name}: no results at commit {commit}" if not matching else
+                                   f"machine {name}: commit prefix {commit} matches {len(matching)} commits; give more of it")
             chosen = matching[0]
         else:
             chosen = max(envs_at, key=lambda c: (len(envs_at[c]), sum(_kept(r) for r in envs_at[c].values()),

@@ -242,7 +242,7 @@ def index_server():
 
 def test_refresh_rewrites_versions_and_dates_from_the_index_and_keeps_the_rest(demo, index_server):
     demo.write_text("# my comment\n" + LADDER.replace('versions = ["1.0", "1.2", "2.0"]', 'versions = [\n    "1.0",\n]')
-                    .replace('"1.2" = 2023-06-30\n"2.0" = 2024-02-29\n', ""))
+                    .replace('"1.2" = 2023-06-30\n"2.0" = 2024-02-29\n', "\n# the pins every rung shares\n"))
     tags = {Tag("cp311", "cp311", "manylinux_2_17_x86_64"), Tag("py3", "none", "any")}
     ladder_refresh.refresh(demo, index_url=index_server, tags=tags)
     lad = ladder.load(demo)
@@ -250,6 +250,7 @@ def test_refresh_rewrites_versions_and_dates_from_the_index_and_keeps_the_rest(d
         ("1.0", "2023-01-15"), ("1.2", "2023-06-30"), ("2.0", "2024-02-29"), ("2.1", "2024-05-01")]
     text = demo.read_text()
     assert text.startswith("# my comment\n") and '[[override]]\nbefore = "1.2"' in text
+    assert '"2.1" = 2024-05-01\n\n# the pins every rung shares\n[base]' in text
     ladder_refresh.refresh(demo, index_url=index_server, tags=tags, since="0.9")
     assert ladder.load(demo).rungs[0].version == "0.9"
 
