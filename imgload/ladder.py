@@ -271,7 +271,7 @@ def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
     return conf
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -285,8 +285,8 @@ def build(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None
     out.mkdir(parents=True, exist_ok=True)
     rungs = write_repo(ladder, out / "repo")
     conf = asv_config(ladder, out / "repo", json.loads(main_conf.read_text()))
-    _write_atomic(out / "rungs.txt", "\n".join(rungs) + "\n")
-    _write_atomic(out / "asv.conf.json", json.dumps(conf, indent=4) + "\n")
+    write_atomic(out / "rungs.txt", "\n".join(rungs) + "\n")
+    write_atomic(out / "asv.conf.json", json.dumps(conf, indent=4) + "\n")
     return out / "asv.conf.json"
 
 

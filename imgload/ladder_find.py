@@ -12,6 +12,7 @@ intervals) and by at least `factor`, the threshold `asv compare` uses too.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import re
@@ -74,6 +75,17 @@ def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list
     if proc.returncode != 0 or found is None:
         raise ladders.LadderError(f"asv find failed (exit {proc.returncode}); its output is above")
     return found
+
+
+def find_config(conf: Path) -> Path:
+    """A copy of the ladder's config whose results go to results-find/. asv find saves what
+    it measures, and --repeat measures with other settings: neither replaces what
+    `make ladder` stored and the ladder's site draws."""
+    data = json.loads(conf.read_text())
+    data["results_dir"] = "results-find"
+    path = conf.with_name("asv.find.conf.json")
+    ladders.write_atomic(path, json.dumps(data, indent=4) + "\n")
+    return path
 
 
 def remeasure(conf: Path, machine: str, bench: str, commits: list[str], repeat: int) -> None:
@@ -198,6 +210,7 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
 
         machine = Machine.get_unique_machine_name()
     root_commit = ladders.git(repo, "rev-parse", f"{rungs[0][0]}^")
+    conf = find_config(conf)
     asv_args = ["--machine", machine] + (["--show-stderr"] if show_stderr else [])
     found = run_asv_find(conf, root_commit, bench, invert, asv_args)
     at = [i for i, (commit, _) in enumerate(rungs) if commit.startswith(found)]

@@ -381,8 +381,14 @@ def test_every_rung_ran_its_own_release_in_a_checked_environment(probe_ladder):
 @pytest.mark.asv
 def test_make_find_reports_the_release_of_a_real_step_and_its_ratio(probe_ladder):
     # REPEAT: both releases measured again with raw samples kept, so the verdict uses the rank test
+    conf_path = probe_ladder[2]
+    stored = {p: p.read_bytes() for p in (conf_path.parent / "results").rglob("*.json")}
     out = _make_find(probe_ladder, "time_step", "REPEAT=8")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # ... into results-find/: what `make ladder` stored (and its site draws) stays as it was
+    changed = sorted(p.name for p in (conf_path.parent / "results").rglob("*.json") if p.read_bytes() != stored.get(p))
+    assert changed == [], changed
+    assert list((conf_path.parent / "results-find" / "imgload-test").glob("*.json"))
     assert "asv find names 3.0" in out.stdout and "the release before is 2.0" in out.stdout
     assert len(re.findall(r"99% CI .*, 8 samples$", out.stdout, re.M)) == 2
     assert "verdict: step at imgload-ladder-probe 3.0:" in out.stdout
