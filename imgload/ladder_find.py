@@ -125,7 +125,6 @@ def _measurement(conf, machine: str, commit: str, version: str, name: str, param
 def steps(conf_path: Path, machine: str, bench: str, before: tuple[str, str], after: tuple[str, str],
           factor: float = FACTOR) -> list[Step]:
     """The step between two rungs for every parameter combination `bench` selects."""
-    from asv import _stats
     from asv.benchmarks import Benchmarks
     from asv.config import Config
 
@@ -144,12 +143,20 @@ def steps(conf_path: Path, machine: str, bench: str, before: tuple[str, str], af
             if a is None or b is None:
                 missing = before[1] if a is None else after[1]
                 raise ladders.LadderError(f"no result of {label} for {missing} on machine {machine}")
-            ratio = b.value / a.value if a.value else math.inf
-            noisy_stats = not (a.stats and b.stats and "ci_99_a" in a.stats and "ci_99_a" in b.stats)
-            beyond = (not noisy_stats) and _stats.is_different(a.samples, b.samples, a.stats, b.stats)
-            out.append(Step(label, bm.get("unit", "seconds"), a, b, ratio, beyond,
-                            beyond and max(ratio, 1 / ratio) >= factor))
+            out.append(Step(label, bm.get("unit", "seconds"), a, b, *judge(a, b, factor)))
     return out
+
+
+def judge(a: Measurement, b: Measurement, factor: float = FACTOR) -> tuple[float, bool, bool]:
+    """(ratio b / a, beyond the noise, significant): asv's own test of two measurements
+    (a rank test on raw samples where both have them, else their 99% intervals), and a
+    significant step must also be at least `factor` either way, as in `asv compare`."""
+    from asv import _stats
+
+    ratio = b.value / a.value if a.value else math.inf
+    has_intervals = bool(a.stats and b.stats and "ci_99_a" in a.stats and "ci_99_a" in b.stats)
+    beyond = has_intervals and bool(_stats.is_different(a.samples, b.samples, a.stats, b.stats))
+    return ratio, beyond, beyond and max(ratio, 1 / ratio) >= factor
 
 
 def _human(value: float, unit: str) -> str:

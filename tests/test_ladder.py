@@ -282,6 +282,37 @@ def test_verdict_names_a_step_beyond_noise_and_refuses_one_within_it():
     assert "verdict: no significant step" in ladder_find.report("demo-lib", flat, 1.1, {})
 
 
+def _sampled(version, samples):
+    """A Measurement as asv stores one taken with --record-samples: median, 99% interval, samples."""
+    samples = sorted(samples)
+    n = len(samples)
+    return ladder_find.Measurement(version, "0" * 40, samples[n // 2],
+                                   {"ci_99_a": samples[0], "ci_99_b": samples[-1], "repeat": n}, samples)
+
+
+@pytest.mark.parametrize("before, after, expected", [
+    ([10.0, 10.1, 10.2, 9.9, 10.05, 9.95, 10.15, 9.85], [20.0, 20.2, 19.8, 20.1, 19.9, 20.3, 19.7, 20.05], (True, True)),
+    # clearly apart, but only 5% slower: beyond the noise, not a step
+    ([10.0, 10.01, 10.02, 9.99, 10.005, 9.995, 10.015, 9.985], [10.5, 10.51, 10.49, 10.505, 10.495, 10.52, 10.48, 10.5],
+     (True, False)),
+    # 1.5x apart in the medians, but the samples overlap: noise
+    ([10.0, 5.0, 15.0, 8.0, 12.0, 6.0, 14.0, 10.0], [15.0, 7.0, 22.0, 12.0, 18.0, 9.0, 21.0, 15.0], (False, False)),
+])
+def test_judge_with_raw_samples(before, after, expected):
+    ratio, beyond, significant = ladder_find.judge(_sampled("1.0", before), _sampled("2.0", after))
+    assert (beyond, significant) == expected
+    assert ratio == pytest.approx(sorted(after)[4] / sorted(before)[4])
+
+
+def test_judge_without_samples_uses_the_intervals_and_without_intervals_calls_nothing():
+    a, b = _m("1.0", 0.010, 0.0099, 0.0101), _m("2.0", 0.040, 0.0398, 0.0402)
+    assert ladder_find.judge(a, b) == (pytest.approx(4.0), True, True)
+    overlapping = _m("2.0", 0.0125, 0.0090, 0.0160)
+    assert ladder_find.judge(a, overlapping)[1:] == (False, False)
+    bare = ladder_find.Measurement("2.0", "0" * 40, 0.040, None, None)  # a result without statistics
+    assert ladder_find.judge(a, bare)[1:] == (False, False)
+
+
 # -- a real ladder: three releases of a tiny local package whose cost the test controls --------
 
 PROBE = "imgload_ladder_probe"
