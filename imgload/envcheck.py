@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import buildinfo
+from .files import write_atomic
 
 
 class EnvCheckError(RuntimeError):
@@ -83,10 +84,7 @@ def _write_record(out: Path, pins: dict[str, str], **identity) -> None:
         "installed": {name: metadata.version(canonical(name)) for name in pins},
         "build": buildinfo.collect(),  # what decides decode speed beyond the versions
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(record, indent=1))
 
 
 def requirement_pins(path: Path) -> dict[str, str]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from .envcheck import EXACT_VERSION, canonical
+from .files import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 LADDERS = REPO / "ladders"
@@ -269,12 +270,6 @@ def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
         matrix={"req": {"asv_runner": _asv_runner_pin(main_conf)}},
     )
     return conf
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def build(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None,

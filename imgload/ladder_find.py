@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import envcheck
 from . import ladder as ladders
+from .files import write_atomic
 
 FACTOR = 1.1  # asv compare's default: smaller ratios are not called a step
 _FOUND = re.compile(r"Greatest (regression|improvement) found: ([0-9a-f]{8,40})")
@@ -84,7 +85,7 @@ def find_config(conf: Path) -> Path:
     data = json.loads(conf.read_text())
     data["results_dir"] = "results-find"
     path = conf.with_name("asv.find.conf.json")
-    ladders.write_atomic(path, json.dumps(data, indent=4) + "\n")
+    write_atomic(path, json.dumps(data, indent=4) + "\n")
     return path
 
 

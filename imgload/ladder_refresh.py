@@ -23,6 +23,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from . import ladder as ladders
+from .files import write_atomic
 
 ACCEPT = "application/vnd.pypi.simple.v1+json"
 
@@ -115,12 +116,5 @@ def refresh(name_or_path: str, index_url: str | None = None, since: str | None =
                       lambda _: released + "\n", text, count=1)
     if n != 1:
         text = text.rstrip("\n") + "\n\n" + released
-    tmp = path.with_name(f".{path.stem}.tmp.toml")
-    tmp.write_text(text.rstrip("\n") + "\n")
-    try:
-        ladders.load(tmp)  # never replace a good ladder with one that does not load
-    except ladders.LadderError:
-        tmp.unlink()
-        raise
-    os.replace(tmp, path)
+    write_atomic(path, text.rstrip("\n") + "\n", check=ladders.load)  # never replace a good ladder with one that does not load
     return path

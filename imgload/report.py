@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from asv.util import human_value
 from . import datasets, suite
 from .cifar import TRAIN_BATCHES
 from .execution import parse as parse_execution
+from .files import write_atomic
 from .results import SAMPLE_KEYS, Benchmark, Column, Machine, ResultsError, load, values
 
 NA = "n/a"
@@ -351,9 +351,7 @@ def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, co
         made = plots.write_all(machine, tables, out_dir)
         lines += machine_section(machine, benchmarks, made)
     path = out_dir / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines))
     return path
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import os
 import re
 import shutil
 import sys
 from pathlib import Path
+
+from .files import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_MODULES = REPO / "site" / "node_modules"
@@ -82,9 +83,7 @@ def vendor(html_dir: str | Path, modules: str | Path = NODE_MODULES) -> list[str
         text = page.read_text()
         new = TAG.sub(lambda m: _retag(m, html_dir, modules, report), text)
         if new != text:
-            tmp = page.with_suffix(".html.tmp")
-            tmp.write_text(new)
-            os.replace(tmp, page)
+            write_atomic(page, new)
     for folder in ALSO:
         if (modules / folder).is_dir():
             shutil.copytree(modules / folder, html_dir / "vendor" / folder, dirs_exist_ok=True)
