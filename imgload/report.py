@@ -306,27 +306,37 @@ def elsewhere_note(t: Table, machine: Machine) -> list[str]:
     return ["Taken from another run: " + ", ".join(f"{s} at {c}" for s, c in elsewhere.items()) + ".", ""]
 
 
-def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], plots: dict[str, str]) -> list[str]:
+def machine_tables(machine: Machine, benchmarks: dict[str, Benchmark]) -> dict[str, Table]:
+    """benchmark key -> its table on this machine, report order, for every benchmark but the
+    sample record and the overhead check (which have sections of their own)."""
+    return {b.key: table(machine, b, benchmarks) for b in ordered(benchmarks) if b.group not in (SAMPLE_GROUP, OVERHEAD_GROUP)}
+
+
+def timing_tables(tables: dict[str, Table]) -> dict[str, Table]:
+    """group -> the table of its first timing benchmark (what the summary and the plots use)."""
+    out: dict[str, Table] = {}
+    for t in tables.values():
+        if t.bench.info.get("type") == "time":
+            out.setdefault(t.bench.group, t)
+    return out
+
+
+def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], all_tables: dict[str, Table],
+                    plots: dict[str, str]) -> list[str]:
     info = machine.info
     out = [f"## Machine `{machine.name}`", "",
            f"{info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs, {info.get('os', '?')}; "
            f"report commit {machine.commit[:8]}.", ""]
     out += environments_section(machine)
-    tables = {}
-    for bench in ordered(benchmarks):
-        if bench.group not in (SAMPLE_GROUP, OVERHEAD_GROUP) and bench.info.get("type") == "time":
-            tables.setdefault(bench.group, table(machine, bench, benchmarks))
+    tables = timing_tables(all_tables)
     out += summary_section(tables)
     for name, path in plots.items():
         out += [f"![{name}]({path})", ""]
     out += overhead_section(tables, benchmarks, machine)
-    for bench in ordered(benchmarks):
-        if bench.group in (SAMPLE_GROUP, OVERHEAD_GROUP):
-            continue
-        t = table(machine, bench, benchmarks)
+    for t in all_tables.values():
         out += group_section(t)
         out += elsewhere_note(t, machine)
-        if not all(ld.recorded for ld in t.loads) and bench.info.get("type") == "time":
+        if not all(ld.recorded for ld in t.loads) and t.bench.info.get("type") == "time":
             out += ["Images per call from the dataset manifests' default profile (these results carry no bench_sample record).", ""]
     return out
 
@@ -346,10 +356,10 @@ def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, co
              f"From `{results_dir}`, {len(machines)} machine(s). Times are asv's median per timed call divided by "
              "the images that call loads. n/a: no result (not run, failed, or the decoder cannot read that format there).", ""]
     for machine in machines:
-        tables = {b.group: table(machine, b, benchmarks) for b in ordered(benchmarks)
-                  if b.group in ("SmallImages", "LargeImages") and b.info.get("type") == "time"}
-        made = plots.write_all(machine, tables, out_dir)
-        lines += machine_section(machine, benchmarks, made)
+        all_tables = machine_tables(machine, benchmarks)
+        images = {g: t for g, t in timing_tables(all_tables).items() if g in ("SmallImages", "LargeImages")}
+        made = plots.write_all(machine, images, out_dir)
+        lines += machine_section(machine, benchmarks, all_tables, made)
     path = out_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path
