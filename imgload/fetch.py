@@ -1,12 +1,15 @@
 """Remote archives -> verified files on disk -> safely unpacked folders.
 
-Downloads go through pooch: to a temporary file beside the target, hash-checked, then
-renamed; a mismatch deletes the download; failures are retried with back-off. A mirror
+Downloads go through pooch: into a scratch folder of their own beside the target
+(.<archive>.part-<pid>), hash-checked, then renamed into place; the scratch folder is
+removed whatever happens, and a killed fetch's is removed by the next prepare (no other
+name is ever cleaned up); failures are retried with back-off. A mirror
 (IMGLOAD_MIRROR: a folder or a base URL) is tried first by archive file name, so an
 offline site can drop the official archive into a folder. Unpacking extracts into a
 temporary folder with tarfile's "data" filter (no absolute paths, no "..", no links
 leading out, no device files; zip members checked the same way) and renames it into
-place, so a refused or interrupted archive leaves nothing behind.
+place, so a refused or interrupted archive leaves nothing behind. Every deletion goes
+through datasets.remove_owned, confined to what the operation owns.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from .datasets import remove_owned
 
 RETRIES = 3  # further attempts after a failed download (pooch waits 1 s, 2 s, 3 s)
 
@@ -42,6 +47,18 @@ def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retr
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and _hash_of(dest, known_hash) == known_hash.partition(":")[2]:
         return dest
+    scratch = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+    remove_owned(scratch, dest.parent, dest.name)
+    scratch.mkdir()
+    try:
+        os.replace(_fetch_into(scratch / dest.name, url, known_hash, mirror, retries), dest)
+    finally:
+        remove_owned(scratch, dest.parent, dest.name)
+    return dest
+
+
+def _fetch_into(dest: Path, url: str, known_hash: str, mirror: str | None, retries: int) -> Path:
+    """dest, verified, from the mirror if it has the file, else from url."""
     if mirror and "://" not in mirror:
         if (Path(mirror) / dest.name).is_file():  # a wrong copy there is an error, not a miss
             return _copy_verified(Path(mirror) / dest.name, known_hash, dest)
@@ -123,18 +140,14 @@ def _hash_of(path: Path, known_hash: str) -> str:
 
 
 def _copy_verified(source: Path, known_hash: str, dest: Path) -> Path:
+    """A mirror's copy at dest (in fetch's scratch folder, which fetch removes if it is wrong)."""
     if not source.is_file():
         raise FetchError(f"IMGLOAD_MIRROR: no {source.name} in {source.parent}")
-    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
-    try:
-        shutil.copyfile(source, tmp)
-        alg, _, expected = known_hash.partition(":")
-        got = _hash_of(tmp, known_hash)
-        if got != expected:
-            raise FetchError(f"{source}: {alg} is {got}, expected {expected}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    shutil.copyfile(source, dest)
+    alg, _, expected = known_hash.partition(":")
+    got = _hash_of(dest, known_hash)
+    if got != expected:
+        raise FetchError(f"{source}: {alg} is {got}, expected {expected}")
     return dest
 
 
@@ -142,7 +155,7 @@ def unpack(archive: Path, target: Path) -> Path:
     """Extract archive into target (which must not exist yet) all at once, or not at all."""
     archive, target = Path(archive), Path(target)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_owned(partial, target.parent, target.name)
     partial.mkdir(parents=True)
     try:
         if tarfile.is_tarfile(archive):
@@ -153,7 +166,7 @@ def unpack(archive: Path, target: Path) -> Path:
             raise FetchError(f"{archive}: neither a tar nor a zip archive")
         os.replace(partial, target)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_owned(partial, target.parent, target.name)  # gone already once renamed into place
     return target
 
 

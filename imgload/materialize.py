@@ -141,14 +141,16 @@ def batch_path(root: Path, fmt: str, name: str) -> Path:
 
 
 def write_batches(root: Path, batches: dict[str, tuple[Path, np.ndarray]]) -> dict:
-    """Every source batch as it came, and as one (N, H, W, 3) .npy."""
+    """Every source batch as it came, and as one (N, H, W, 3) .npy; per batch, its image
+    count and shape, and the size of each file (checked before a prepared set is reused)."""
     for fmt in BATCH_SUFFIX:
         (root / "batches" / fmt).mkdir(parents=True, exist_ok=True)
     info = {}
     for name, (source, images) in batches.items():
         shutil.copyfile(source, batch_path(root, "pickle", name))
         np.save(batch_path(root, "npy", name), images, allow_pickle=False)
-        info[name] = {"count": len(images), "shape": list(images.shape[1:])}
+        sizes = {fmt: batch_path(root, fmt, name).stat().st_size for fmt in BATCH_SUFFIX}
+        info[name] = {"count": len(images), "shape": list(images.shape[1:]), "bytes": sizes}
     return info
 
 

@@ -248,8 +248,9 @@ class _SlowHandler(Handler):
 
 
 def _downloading(data) -> bool:
-    """pooch's temporary file exists and has bytes in it (a failed attempt's may vanish meanwhile)."""
-    for part in data.glob("downloads/tmp*"):
+    """pooch's temporary file, in the download's own scratch folder, exists and has bytes in it
+    (a failed attempt's may vanish meanwhile)."""
+    for part in data.glob("downloads/.cifar-10-python.tar.gz.part-*/tmp*"):
         try:
             if part.stat().st_size > 0:
                 return True
@@ -267,6 +268,21 @@ def test_prepare_killed_during_download_recovers(archive, server, tmp_path):
     path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), data)
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
     assert _leftovers(data) == ["cifar-10-python.tar.gz"], "stale temporary downloads are removed"
+
+
+def test_stale_download_clean_up_touches_only_this_archives_scratch(archive, server, tmp_path):
+    """A killed fetch's scratch folder goes; a user's tmp_notes.txt, another tool's tmp file and
+    another archive's download under way stay (a `tmp*` glob once deleted them)."""
+    downloads = tmp_path / "data" / "downloads"
+    kept = {"tmp_notes.txt": b"notes", "tmpk2x9": b"another tool's", ".other.tar.gz.part-5/tmpq1": b"other download",
+            "cifar-10-python.tar.gz.part-1": b"not a name fetch gives"}
+    for rel, body in {**kept, ".cifar-10-python.tar.gz.part-77/tmpzz": b"half"}.items():
+        (downloads / rel).parent.mkdir(parents=True, exist_ok=True)
+        (downloads / rel).write_bytes(body)
+    datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    assert not (downloads / ".cifar-10-python.tar.gz.part-77").exists()
+    assert {rel: (downloads / rel).read_bytes() for rel in kept} == kept
+    assert sorted(p.name for p in downloads.iterdir()) == sorted([".other.tar.gz.part-5", "cifar-10-python.tar.gz", "cifar-10-python.tar.gz.part-1", "tmp_notes.txt", "tmpk2x9"])
 
 
 def _prepare_cli(manifest, data, *extra):
