@@ -31,7 +31,7 @@ machine: $(STAMP)
 
 # every library stack of asv.conf.json, then the HTML site
 bench: data machine
-	$(ASV) run --show-stderr HEAD^! $(ASV_ARGS)
+	$(ASV) run --show-stderr --record-samples --interleave-rounds HEAD^! $(ASV_ARGS)
 	$(MAKE) --no-print-directory publish
 	@echo "results: .asv/results   site: .asv/html/index.html   (make preview serves it)"
 
@@ -43,14 +43,14 @@ quick: data machine
 ladder: data machine $(SITE_JS)
 	@test -n "$(NAME)" || { echo "usage: make ladder NAME=pillow [ASV_ARGS='-b LargeImages']" >&2; exit 2; }
 	conf=$$($(BIN)/python -m imgload ladder build $(NAME)) && dir=$$(dirname $$conf) && \
-	$(ASV) run --config $$conf --show-stderr --skip-existing HASHFILE:$$dir/rungs.txt $(ASV_ARGS) && \
+	$(ASV) run --config $$conf --show-stderr --record-samples --no-interleave-rounds --skip-existing HASHFILE:$$dir/rungs.txt $(ASV_ARGS) && \
 	$(ASV) publish --config $$conf && $(BIN)/python -m imgload site --html $$dir/html && \
 	echo "results: $$dir/results   site: $$dir/html/index.html   (asv preview --config $$conf)"
 
-# asv find over a built ladder, then a verdict on the release it names; INVERT=1 looks for a speedup,
-# REPEAT=N measures the two releases again with N samples each before the verdict
+# asv find over a built ladder, then a verdict: every level change of the ladder and the release asv find
+# names are measured again, interleaved, until decided; INVERT=1 looks for a speedup, REPEAT=N samples per batch
 find: machine
-	@test -n "$(NAME)" -a -n "$(BENCH)" || { echo "usage: make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=10]" >&2; exit 2; }
+	@test -n "$(NAME)" -a -n "$(BENCH)" || { echo "usage: make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=12]" >&2; exit 2; }
 	$(BIN)/python -m imgload ladder find $(NAME) "$(BENCH)" $(if $(INVERT),--invert) $(if $(REPEAT),--repeat $(REPEAT)) $(FIND_ARGS)
 
 $(SITE_JS): site/package-lock.json

@@ -310,8 +310,9 @@ def _build_cmd(args) -> int:
 def _find_cmd(args) -> int:
     from . import ladder_find
 
-    return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine,
-                            factor=args.factor, show_stderr=args.show_stderr, root=args.ladder_dir, repeat=args.repeat)
+    return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine, factor=args.factor,
+                            show_stderr=args.show_stderr, root=args.ladder_dir,
+                            samples=ladder_find.parse_samples(args.repeat), max_samples=args.max_samples)
 
 
 def _refresh_cmd(args) -> int:
@@ -331,14 +332,17 @@ def add_commands(sub) -> None:
     b.add_argument("--ladder-dir", help="default: $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository")
     b.set_defaults(func=_guarded(_build_cmd))
 
-    f = cmds.add_parser("find", help="asv find over a built ladder, then a verdict on the step it names")
+    f = cmds.add_parser("find", help="asv find over a built ladder, then a verdict: every step confirmed by interleaved re-measurement")
     f.add_argument("name")
     f.add_argument("bench", help="regex selecting one benchmark (and optionally parameters), as for asv find")
     f.add_argument("--invert", action="store_true", help="look for a speedup instead of a slowdown")
     f.add_argument("--machine", help="asv machine name (default: this host's)")
     f.add_argument("--factor", type=float, default=1.1, help="smallest ratio called a step (default 1.1)")
-    f.add_argument("--repeat", type=int, default=0, metavar="N",
-                   help="measure the two releases again with N samples each before the verdict (N >= 6 for a rank test)")
+    f.add_argument("--repeat", default=None, metavar="N",
+                   help="samples per release in each interleaved batch of the verdict (default 12, at least 7: fewer"
+                        " can never reach the rank test's p < 0.002)")
+    f.add_argument("--max-samples", type=int, default=None, metavar="N",
+                   help="stop adding batches at N samples per release (default: 4 batches)")
     f.add_argument("--ladder-dir")
     f.add_argument("--show-stderr", action="store_true", help="show the benchmarks' stderr (asv find --show-stderr)")
     f.set_defaults(func=_guarded(_find_cmd))

@@ -1,12 +1,23 @@
-"""`asv find` over a built release ladder, then a verdict on the step it names.
+"""`make find`: `asv find` over a built release ladder, then a verdict that survives a busy machine.
 
-`asv find` bisects to the commit with the largest change and always names one, even on a
-flat ladder. The verdict reads what `asv find` measured (it saves its results) for the
-release it named and the release before, or, with `repeat`, measures those two again
-with that many samples each, and says whether the step is real: the two
-measurements must differ beyond the noise between repeated samples (asv's own test:
-Mann-Whitney U when raw samples are stored, else non-overlapping 99% confidence
-intervals) and by at least `factor`, the threshold `asv compare` uses too.
+`asv find` stays the engine the user runs first, but it bisects on three samples per
+release, not interleaved, and always names some release, even on a flat ladder; on a
+busy machine it can name the wrong one. So it is not the last word:
+
+1. the whole ladder: one value per rung (its fastest stored sample) from what `make ladder`
+   stored, else from what `asv find` measured, measuring the rungs neither has; asv's own
+   step detection (`verdict.ladder_steps`) names where the level changes;
+2. every candidate (those level changes and the release `asv find` named, largest first)
+   is measured again: the release and the one before it, interleaved (A B, B A, ...: each
+   round reinstalls the other release), with raw samples kept; a lone rung is measured
+   with the rung after it too, so a spike (one rung out of line with both neighbours) is
+   never called a step;
+3. `verdict.compare` judges each pair; while it cannot decide, another batch of samples is
+   added, up to `max_samples`; what it still cannot decide is reported as too noisy, with
+   the figure.
+
+Everything measured here goes to results-find/ (asv.find.conf.json), so what `make ladder`
+stored and its site draws stays as measured.
 """
 
 from __future__ import annotations
@@ -22,32 +33,33 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import envcheck
+from . import envcheck, verdict
 from . import ladder as ladders
 from .files import write_atomic
 
-FACTOR = 1.1  # asv compare's default: smaller ratios are not called a step
+SAMPLES = 12  # per release and batch: 3 interleaved rounds of 4
+ROUND = 4  # samples per release in one round
+BATCHES = 4  # at most: SAMPLES * BATCHES samples per release
+CANDIDATES = 4  # level changes measured again, largest first (asv find's pick comes on top)
 _FOUND = re.compile(r"Greatest (regression|improvement) found: ([0-9a-f]{8,40})")
 
 
 @dataclass(frozen=True)
-class Measurement:
-    version: str
-    commit: str
-    value: float
-    stats: dict | None
-    samples: list | None
+class Selected:
+    """One benchmark with one parameter combination."""
 
-
-@dataclass(frozen=True)
-class Step:
-    name: str  # benchmark name with its parameters
+    name: str
+    params: list
+    index: int
+    label: str
     unit: str
-    before: Measurement
-    after: Measurement
-    ratio: float  # after / before
-    beyond_noise: bool
-    significant: bool
+
+
+@dataclass
+class Candidate:
+    at: int  # index of the rung where the level changes
+    source: str  # who proposed it
+    lone: bool  # one rung out of line: measure the rung after it too
 
 
 def rung_versions(repo: Path) -> list[tuple[str, str]]:
@@ -63,24 +75,55 @@ def pins_at(repo: Path, commit: str) -> dict[str, str]:
     return envcheck.parse_pins(ladders.git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}"), f"{commit[:8]}:{ladders.REQUIREMENTS}")
 
 
-def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list[str]) -> str:
-    """Run asv find over every rung, echoing its output; returns the commit it names."""
+def parse_samples(text: str | int | None) -> int:
+    """REPEAT / --repeat: samples per release and batch, checked against what the rank test can reach."""
+    if text is None or text == "":
+        return SAMPLES
+    need = verdict.min_samples()
+    try:
+        samples = int(text)
+    except ValueError:
+        samples = None
+    if samples is None or samples < need:
+        raise ladders.LadderError(
+            f"REPEAT={text}: samples per release must be a whole number of at least {need} (with fewer, asv's rank"
+            f" test cannot reach p < {verdict.P_THRESHOLD:g}, so no step could ever be confirmed); the default is {SAMPLES}")
+    return samples
+
+
+# -- running asv -------------------------------------------------------------------------
+
+
+def _progress(line: str) -> bool:
+    """asv find's lines worth echoing: its search ("· Testing <---O--->") and the commits it
+    measures, not the table of every parameter combination it prints for each of them."""
+    return line.startswith("· ") or line.startswith("·· For ")
+
+
+def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list[str], verbose: bool = False) -> str:
+    """Run asv find over every rung, echoing its progress (all of its output when `verbose`,
+    or when it fails); returns the commit it names."""
     cmd = [sys.executable, "-m", "asv", "find", "--config", str(conf), *(["--invert"] if invert else []),
            *asv_args, f"{root}..{ladders.BRANCH}", bench]
-    found = None
+    found, held = None, []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:
-            sys.stdout.write(line)
+            if verbose or _progress(line):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                held = (held + [line])[-200:]
             m = _FOUND.search(line)
             found = m.group(2) if m else found
     if proc.returncode != 0 or found is None:
+        sys.stdout.write("".join(held))
         raise ladders.LadderError(f"asv find failed (exit {proc.returncode}); its output is above")
     return found
 
 
 def find_config(conf: Path) -> Path:
     """A copy of the ladder's config whose results go to results-find/. asv find saves what
-    it measures, and --repeat measures with other settings: neither replaces what
+    it measures, and the verdict measures with other settings: neither replaces what
     `make ladder` stored and the ladder's site draws."""
     data = json.loads(conf.read_text())
     data["results_dir"] = "results-find"
@@ -89,126 +132,222 @@ def find_config(conf: Path) -> Path:
     return path
 
 
-def remeasure(conf: Path, machine: str, bench: str, commits: list[str], repeat: int) -> None:
-    """Measure the two rungs again, `repeat` samples each, keeping the raw samples for the rank test.
-
-    Two rounds, interleaved across the rungs (A B, then B A), so that a machine getting
-    busier or quieter during the measurement does not show up as a step.
-    """
+def measure(conf: Path, machine: str, bench: str, commits: list[str], samples: int | None = None,
+            append: bool = False, show_stderr: bool = False) -> None:
+    """`asv run` of `bench` on `commits`, raw samples kept. With `samples`: that many per
+    commit, in interleaved rounds of ROUND (A B, then B A, ...), so that a machine getting
+    busier or quieter during the measurement hits every release alike; `append` adds them to
+    the samples stored before. asv's own output is shown only when it fails."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=conf.parent, delete=False) as f:
         f.write("\n".join(commits) + "\n")
+    cmd = [sys.executable, "-m", "asv", "run", "--config", str(conf), "--machine", machine, "--record-samples",
+           "-b", bench, f"HASHFILE:{f.name}"]
+    if samples:
+        rounds = max(2, math.ceil(samples / ROUND))
+        cmd += ["--interleave-rounds", "-a", f"rounds={rounds}", "-a", f"repeat={math.ceil(samples / rounds)}"]
+    cmd += ["--append-samples"] if append else []
+    cmd += ["--show-stderr"] if show_stderr else []
     try:
-        cmd = [sys.executable, "-m", "asv", "run", "--config", str(conf), "--machine", machine, "--record-samples",
-               "--interleave-rounds", "-a", "rounds=2", "-a", f"repeat={math.ceil(repeat / 2)}",
-               "-b", bench, f"HASHFILE:{f.name}"]
-        print(f"\nimgload: measuring both releases again, {2 * math.ceil(repeat / 2)} samples each", flush=True)
-        if subprocess.run(cmd).returncode != 0:
-            raise ladders.LadderError("asv run failed while measuring the two releases again; its output is above")
+        proc = subprocess.run(cmd, capture_output=not show_stderr, text=True)
     finally:
         os.unlink(f.name)
+    if proc.returncode != 0:
+        if not show_stderr:
+            sys.stdout.write((proc.stdout or "")[-4000:] + (proc.stderr or "")[-2000:])
+        raise ladders.LadderError("asv run failed while measuring the ladder again; its output is above")
 
 
-def _measurement(conf, machine: str, commit: str, version: str, name: str, params, index: int) -> Measurement | None:
-    from asv.results import iter_results_for_machine_and_hash
-
-    for result in iter_results_for_machine_and_hash(conf.results_dir, machine, commit):
-        if name not in result.get_all_result_keys():
-            continue
-        value = result.get_result_value(name, params)[index]
-        if value is None or value != value:
-            continue
-        stats = result.get_result_stats(name, params)[index]
-        samples = result.get_result_samples(name, params)[index]
-        return Measurement(version, commit, value, stats, samples)
-    return None
+# -- reading what asv stored -------------------------------------------------------------
 
 
-def steps(conf_path: Path, machine: str, bench: str, before: tuple[str, str], after: tuple[str, str],
-          factor: float = FACTOR) -> list[Step]:
-    """The step between two rungs for every parameter combination `bench` selects."""
-    from asv.benchmarks import Benchmarks
+def _config(conf_path: Path):
     from asv.config import Config
 
     conf = Config.load(str(conf_path))
     conf.results_dir = str(Path(conf_path).parent / conf.results_dir)  # asv reads it relative to the config
-    selected = Benchmarks.load(conf, regex=bench)
+    return conf
+
+
+def selection(conf_paths: list[Path], bench: str) -> list[Selected] | None:
+    """Every benchmark and parameter combination `bench` selects, from the first results folder
+    with a benchmark list; None where none has one yet."""
+    from asv.benchmarks import Benchmarks
+
+    for path in conf_paths:
+        conf = _config(path)
+        if not (Path(conf.results_dir) / "benchmarks.json").is_file():
+            continue
+        chosen = Benchmarks.load(conf, regex=bench)
+        out = []
+        for name in chosen:
+            bm = chosen[name]
+            params = bm["params"]
+            combos = list(itertools.product(*params)) if params else [()]
+            for index in chosen.benchmark_selection[name] or [0]:
+                label = f"{name}({', '.join(combos[index])})" if params else name
+                out.append(Selected(name, params, index, label, bm.get("unit", "seconds")))
+        if not out:
+            raise ladders.LadderError(f"no benchmark matches {bench!r} (the list in {conf.results_dir})")
+        return out
+    return None
+
+
+def samples_at(conf_path: Path, machine: str, commit: str, sel: Selected) -> list[float] | None:
+    """The raw samples stored for one benchmark combination at `commit` (its value alone where
+    asv kept no samples); None where there is no result, or a failed one."""
+    from asv.results import iter_results_for_machine_and_hash
+
+    for result in iter_results_for_machine_and_hash(_config(conf_path).results_dir, machine, commit):
+        if sel.name not in result.get_all_result_keys():
+            continue
+        value = result.get_result_value(sel.name, sel.params)[sel.index]
+        if value is None or value != value:
+            continue
+        samples = result.get_result_samples(sel.name, sel.params)[sel.index]
+        return list(samples) if samples else [value]
+    return None
+
+
+def ladder_values(conf_paths: list[Path], machine: str, rungs, sel: Selected) -> list[float | None]:
+    """One value per rung: its fastest stored sample, from the first results folder that has one."""
     out = []
-    for name in selected:
-        bm = selected[name]
-        params = bm["params"]
-        combos = list(itertools.product(*params)) if params else [()]
-        for index in selected.benchmark_selection[name] or [0]:
-            label = f"{name}({', '.join(combos[index])})" if params else name
-            a = _measurement(conf, machine, before[0], before[1], name, params, index)
-            b = _measurement(conf, machine, after[0], after[1], name, params, index)
-            if a is None or b is None:
-                missing = before[1] if a is None else after[1]
-                raise ladders.LadderError(f"no result of {label} for {missing} on machine {machine}")
-            out.append(Step(label, bm.get("unit", "seconds"), a, b, *judge(a, b, factor)))
+    for commit, _ in rungs:
+        found = next((s for s in (samples_at(p, machine, commit, sel) for p in conf_paths) if s), None)
+        out.append(min(found) if found else None)
     return out
 
 
-def judge(a: Measurement, b: Measurement, factor: float = FACTOR) -> tuple[float, bool, bool]:
-    """(ratio b / a, beyond the noise, significant): asv's own test of two measurements
-    (a rank test on raw samples where both have them, else their 99% intervals), and a
-    significant step must also be at least `factor` either way, as in `asv compare`."""
-    from asv import _stats
-
-    ratio = b.value / a.value if a.value else math.inf
-    has_intervals = bool(a.stats and b.stats and "ci_99_a" in a.stats and "ci_99_a" in b.stats)
-    beyond = has_intervals and bool(_stats.is_different(a.samples, b.samples, a.stats, b.stats))
-    return ratio, beyond, beyond and max(ratio, 1 / ratio) >= factor
+# -- the verdict -------------------------------------------------------------------------
 
 
 def _human(value: float, unit: str) -> str:
     from asv.util import human_value
 
-    return "-" + human_value(-value, unit) if value < 0 else human_value(value, unit)
+    return human_value(value, unit)
 
 
-def _fmt(m: Measurement, unit: str) -> str:
-    spread = ""
-    if m.stats and "ci_99_a" in m.stats:
-        n = len(m.samples) if m.samples else m.stats.get("repeat", "?")
-        spread = f"  99% CI {_human(m.stats['ci_99_a'], unit)} .. {_human(m.stats['ci_99_b'], unit)}, {n} samples"
-    return f"{m.version:>12}  {m.commit[:8]}  {_human(m.value, unit):>10}{spread}"
-
-
-def report(library: str, step: Step, factor: float, also_changed: dict[str, tuple[str, str]],
-           invert: bool = False) -> str:
-    lines = [
-        f"{step.name}",
-        f"  before {_fmt(step.before, step.unit)}",
-        f"  after  {_fmt(step.after, step.unit)}",
-        f"  ratio  {step.ratio:.3f} (after / before)",
-    ]
-    how = "slower" if step.ratio > 1 else "faster"
-    size = step.ratio if step.ratio > 1 else 1 / step.ratio
-    sought = "faster" if invert else "slower"
-    if step.significant and how == sought:
-        verdict = (f"step at {library} {step.after.version}: {size:.2f}x {how} than {step.before.version},"
-                   f" beyond the noise between repeated samples")
-    elif step.significant:
-        verdict = (f"no significant {'speedup' if invert else 'slowdown'}: {step.after.version} is {size:.2f}x"
-                   f" {how} than {step.before.version}, the other way (search with{'out' if invert else ''} --invert)")
-    elif step.beyond_noise:
-        verdict = f"no significant step (the samples differ, but by less than the {factor:g}x threshold)"
+def candidates(values: dict[str, list], named: int, invert: bool) -> list[Candidate]:
+    """Where to measure again: the ladder's level changes in the sought direction, largest
+    first, then the release asv find named, if not among them."""
+    found: dict[int, Candidate] = {}
+    changes = sorted((c for series in values.values() for c in verdict.ladder_steps(series, invert)),
+                     key=lambda c: -abs(math.log(c.ratio)))
+    for change in changes:
+        if change.at not in found and len(found) < CANDIDATES:
+            found[change.at] = Candidate(change.at, f"level change {change.ratio:.2f}x", change.lone)
+    if named in found:
+        found[named].source += ", asv find"
     else:
-        verdict = "no significant step (the difference is within the noise between repeated samples)"
-    lines.append(f"  verdict: {verdict}")
-    if also_changed and step.significant and how == sought:
-        changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(also_changed.items()))
-        lines.append(f"  note: these pins changed too between the two rungs: {changed}")
-    return "\n".join(lines)
+        last = named == len(next(iter(values.values()))) - 1
+        found[named] = Candidate(named, "asv find", not last)
+    return list(found.values())
+
+
+@dataclass
+class Confirmation:
+    candidate: Candidate
+    label: str
+    unit: str
+    versions: list[str]  # before, at(, after)
+    samples: list[list[float]]
+    step: verdict.Comparison  # before -> at
+    back: verdict.Comparison | None  # at -> after, for a lone rung
+
+    @property
+    def spike(self) -> bool:
+        """The rung is out of line with both neighbours, the same way."""
+        return (self.back is not None and self.step.outcome == verdict.STEP == self.back.outcome
+                and self.step.slower != self.back.slower)
+
+    @property
+    def sought(self) -> bool:
+        return self.step.outcome == verdict.STEP and not self.spike
+
+
+def confirm(find_conf: Path, machine: str, bench: str, rungs, cand: Candidate, chosen: list[Selected],
+            factor: float, samples: int, max_samples: int, show_stderr: bool) -> list[Confirmation]:
+    """Measure the candidate's rungs again, interleaved, adding batches while undecided."""
+    group = [cand.at - 1, cand.at] + ([cand.at + 1] if cand.lone and cand.at + 1 < len(rungs) else [])
+    commits, versions = [rungs[i][0] for i in group], [rungs[i][1] for i in group]
+    taken = 0
+    while True:
+        print(f"imgload: measuring {', '.join(versions)} again, interleaved: {samples} more samples each"
+              f" ({taken + samples} of at most {max_samples})", flush=True)
+        measure(find_conf, machine, bench, commits, samples, append=taken > 0, show_stderr=show_stderr)
+        taken += samples
+        out = []
+        for sel in chosen:
+            got = [samples_at(find_conf, machine, c, sel) for c in commits]
+            if any(s is None for s in got):
+                missing = versions[got.index(None)]
+                raise ladders.LadderError(f"{sel.label} has no result for {missing}: it failed there"
+                                          f" (FIND_ARGS=--show-stderr shows why)")
+            step = verdict.compare(got[0], got[1], factor)
+            back = verdict.compare(got[1], got[2], factor) if len(got) == 3 else None
+            out.append(Confirmation(cand, sel.label, sel.unit, versions, got, step, back))
+        undecided = any(c.step.outcome == verdict.NOISY or (c.back and c.back.outcome == verdict.NOISY) for c in out)
+        if not undecided or taken + samples > max_samples:
+            return out
+
+
+def _line(c: Confirmation) -> str:
+    lo, hi = (min(s) for s in c.samples[:2])
+    what = f"{c.versions[0]} -> {c.versions[1]}"
+    text = (f"  {what:<24} fastest {_human(lo, c.unit)} -> {_human(hi, c.unit)}, ratio {c.step.ratio:.3f}"
+            f" ({c.step.interval()}): {c.step.reason()}")
+    if c.back is not None:
+        text += (f"\n  {c.versions[1] + ' -> ' + c.versions[2]:<24} ratio {c.back.ratio:.3f} ({c.back.interval()}):"
+                 f" {c.back.reason()}")
+    return text
+
+
+def verdict_lines(library: str, confirmations: list[Confirmation], invert: bool, also: dict) -> list[str]:
+    """One line per confirmed step in the sought direction, largest first, and the spikes;
+    else one line saying why there is none. Each names its benchmark where there are several."""
+    sought_way = [c for c in confirmations if c.sought and c.step.slower != invert]
+    several = len({c.label for c in confirmations}) > 1
+
+    def which(c: Confirmation) -> str:
+        return f" [{c.label}]" if several else ""
+
+    lines = []
+    for c in sorted(sought_way, key=lambda c: -c.step.size):
+        lines.append(f"verdict: step at {library} {c.versions[1]}: {c.step.size:.2f}x {'slower' if c.step.slower else 'faster'}"
+                     f" than {c.versions[0]} (ratio {c.step.ratio:.3f}, {c.step.interval()}), beyond the noise{which(c)}")
+        changed = also.get(c.candidate.at)
+        if changed:
+            lines.append("  note: these pins changed too between the two rungs: "
+                         + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items())))
+    for c in confirmations:
+        if c.spike:
+            lines.append(f"verdict: spike at {library} {c.versions[1]}, not a step: {c.step.size:.2f}x"
+                         f" {'slower' if c.step.slower else 'faster'} than both {c.versions[0]} and {c.versions[2]}{which(c)}")
+    if not sought_way:
+        noisy = [c for c in confirmations if c.step.outcome == verdict.NOISY]
+        if noisy:
+            worst = max(noisy, key=lambda c: c.step.noise)
+            lines.append(f"verdict: no step confirmed; {worst.versions[0]} -> {worst.versions[1]} is {worst.step.reason()}")
+        else:
+            lines.append(f"verdict: no significant step ({'speedup' if invert else 'slowdown'}) on this ladder:"
+                         f" every candidate was measured again and refused")
+    return lines
+
+
+def _changed_pins(repo: Path, library: str, rungs, at: int) -> dict[str, tuple[str, str]]:
+    a, b = pins_at(repo, rungs[at - 1][0]), pins_at(repo, rungs[at][0])
+    return {k: (a.get(k, "-"), b.get(k, "-")) for k in set(a) | set(b) if k != library and a.get(k) != b.get(k)}
 
 
 def find(name_or_path: str, bench: str, invert: bool = False, machine: str | None = None,
-         factor: float = FACTOR, show_stderr: bool = False, root: str | None = None, repeat: int = 0) -> int:
+         factor: float = verdict.FACTOR, show_stderr: bool = False, root: str | None = None,
+         samples: int = SAMPLES, max_samples: int | None = None) -> int:
+    parse_samples(samples)
+    max_samples = max(max_samples or samples * BATCHES, samples)
     ladder = ladders.load(name_or_path)
     out = ladders.ladder_dir(root) / ladder.name
     conf = out / "asv.conf.json"
     if not conf.is_file():
-        raise ladders.LadderError(f"ladder {ladder.name} is not built in {out.parent}; run: python -m imgload ladder build {name_or_path}")
+        raise ladders.LadderError(f"ladder {ladder.name} is not built in {out.parent}; run: make ladder NAME={name_or_path}")
     repo = out / "repo"
     rungs = rung_versions(repo)
     if len(rungs) < 2:
@@ -218,19 +357,40 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
 
         machine = Machine.get_unique_machine_name()
     root_commit = ladders.git(repo, "rev-parse", f"{rungs[0][0]}^")
-    conf = find_config(conf)
+    find_conf = find_config(conf)
     asv_args = ["--machine", machine] + (["--show-stderr"] if show_stderr else [])
-    found = run_asv_find(conf, root_commit, bench, invert, asv_args)
+    found = run_asv_find(find_conf, root_commit, bench, invert, asv_args, verbose=show_stderr)
     at = [i for i, (commit, _) in enumerate(rungs) if commit.startswith(found)]
     if len(at) != 1 or at[0] == 0:
         raise ladders.LadderError(f"asv find named {found}, which is not a rung after the first of ladder {ladder.name}")
-    before, after = rungs[at[0] - 1], rungs[at[0]]
-    pins_a, pins_b = pins_at(repo, before[0]), pins_at(repo, after[0])
-    also = {k: (pins_a.get(k, "-"), pins_b.get(k, "-")) for k in set(pins_a) | set(pins_b)
-            if k != ladder.library and pins_a.get(k) != pins_b.get(k)}
-    if repeat:
-        remeasure(conf, machine, bench, [before[0], after[0]], repeat)
-    print(f"\n{ladder.library} ladder: asv find names {after[1]} ({after[0][:8]}); the release before is {before[1]}")
-    for step in steps(conf, machine, bench, before, after, factor):
-        print(report(ladder.library, step, factor, also, invert))
+    named = at[0]
+
+    # the whole ladder: make ladder's results first, then asv find's; measure the rungs neither has
+    stores = [conf, find_conf]
+    chosen = selection(stores, bench)
+    values = {s.label: ladder_values(stores, machine, rungs, s) for s in chosen} if chosen else {}
+    missing = [c for i, (c, _) in enumerate(rungs) if not chosen or any(v[i] is None for v in values.values())]
+    if missing:
+        print(f"\nimgload: measuring the {len(missing)} release(s) of the ladder with no stored result", flush=True)
+        measure(find_conf, machine, bench, missing, show_stderr=show_stderr)
+        chosen = selection(stores, bench)
+        values = {s.label: ladder_values(stores, machine, rungs, s) for s in chosen}
+
+    cands = candidates(values, named, invert)
+    print(f"\n{ladder.library} ladder, {len(rungs)} releases: asv find names {rungs[named][1]}; the ladder's level changes"
+          f" to check: {', '.join(rungs[c.at][1] + ' (' + c.source + ')' for c in cands)}", flush=True)
+    confirmations = []
+    for cand in cands:
+        confirmations += confirm(find_conf, machine, bench, rungs, cand, chosen, factor, samples, max_samples, show_stderr)
+
+    also = {c.at: _changed_pins(repo, ladder.library, rungs, c.at) for c in cands}
+    print(f"\n{ladder.library} ladder: asv find names {rungs[named][1]} ({rungs[named][0][:8]}); measured again,"
+          f" interleaved; statistic: the fastest sample of each release (interference only adds time)")
+    for label in dict.fromkeys(c.label for c in confirmations):
+        print(label)
+        for c in confirmations:
+            if c.label == label:
+                print(_line(c))
+    for line in verdict_lines(ladder.library, confirmations, invert, also):
+        print(line)
     return 0

@@ -1,0 +1,85 @@
+"""The one rule every comparison uses: rank test, fastest-sample ratio and its interval, step detection."""
+
+import random
+
+import pytest
+
+from imgload import verdict
+
+# Sample multipliers measured on this kind of machine under ../shared/tools/cpu-noise
+# (a CPU-bound loop, 40 samples, each divided by the fastest): a quarter of the samples
+# run undisturbed, the rest up to 2.5x slower.
+BUSY = [1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 1.01, 1.02, 1.03, 1.04, 1.05, 1.11, 1.14, 1.20, 1.20,
+        1.20, 1.24, 1.27, 1.30, 1.33, 1.45, 1.48, 1.62, 1.70, 1.80, 1.83, 1.85, 1.99, 2.01, 2.04, 2.04,
+        2.04, 2.10, 2.15, 2.26, 2.31, 2.35, 2.47, 2.56]
+
+
+def _draw(rng, cost, n, noise):
+    return [cost * (rng.choice(BUSY) if noise else 1 + 0.02 * rng.random()) for _ in range(n)]
+
+
+def test_six_and_six_samples_can_never_pass_the_rank_test_so_seven_is_the_minimum():
+    assert verdict.smallest_p(6, 6) > verdict.P_THRESHOLD > verdict.smallest_p(7, 7)
+    assert verdict.min_samples() == 7
+    # even completely separated samples: too few, never "within the noise"
+    c = verdict.compare([1.0, 1.01, 1.02, 1.03, 1.04, 1.05], [2.0, 2.01, 2.02, 2.03, 2.04, 2.05])
+    assert c.outcome == verdict.FEW and "too few samples" in c.reason() and "at least 7" in c.reason()
+
+
+def test_quiet_samples_a_real_step_a_small_difference_and_no_difference():
+    rng = random.Random(1)
+    a = _draw(rng, 10.0, 12, False)
+    step = verdict.compare(a, _draw(rng, 17.0, 12, False))
+    assert step.outcome == verdict.STEP and step.slower and 1.6 < step.ratio < 1.8
+    assert step.low > 1 and step.p < verdict.P_THRESHOLD and "1.7" in step.reason()
+    faster = verdict.compare(a, _draw(rng, 5.9, 12, False))
+    assert faster.outcome == verdict.STEP and not faster.slower and "faster" in faster.reason()
+    small = verdict.compare(a, _draw(rng, 10.5, 12, False))  # apart, but below the 1.1x threshold
+    assert small.outcome == verdict.NONE and small.p < verdict.P_THRESHOLD
+    assert "the samples differ" in small.reason() and "less than the 1.1x threshold" in small.reason()
+    flat = verdict.compare(a, _draw(rng, 10.0, 12, False))
+    assert flat.outcome == verdict.NONE and 1 / 1.1 < flat.low <= flat.high < 1.1
+
+
+def test_heavy_noise_is_too_noisy_with_few_samples_never_a_step_and_decides_with_more():
+    rng = random.Random(2)
+    outcomes = {n: [verdict.compare(_draw(rng, 10.0, n, True), _draw(rng, 10.0, n, True)).outcome for _ in range(200)]
+                for n in (12, 48)}
+    assert verdict.STEP not in outcomes[12] + outcomes[48]
+    assert outcomes[12].count(verdict.NOISY) > 100  # 12 busy samples cannot rule out 1.1x ...
+    assert outcomes[48].count(verdict.NONE) > 190  # ... 48 can
+    noisy = verdict.compare(_draw(rng, 10.0, 12, True), _draw(rng, 10.0, 12, True))
+    if noisy.outcome == verdict.NOISY:
+        assert "too noisy to decide" in noisy.reason() and "IQR / median" in noisy.reason()
+    real = [verdict.compare(_draw(rng, 10.0, 36, True), _draw(rng, 17.0, 36, True)).outcome for _ in range(200)]
+    assert real.count(verdict.STEP) > 190 and verdict.NONE not in real
+
+
+def test_interference_on_one_side_only_is_not_a_step():
+    """A release measured while the machine was busy is slower in every statistic but its
+    fastest samples: the rank test alone would call it a step."""
+    rng = random.Random(3)
+    quiet = _draw(rng, 10.0, 24, False)
+    busy = [10.0 * m for m in sorted(BUSY)[:4]] + [10.0 * rng.uniform(1.3, 2.5) for _ in range(20)]
+    c = verdict.compare(quiet, busy)
+    assert c.p < verdict.P_THRESHOLD  # the rank test is fooled ...
+    assert c.outcome != verdict.STEP  # ... the verdict is not
+
+
+@pytest.mark.parametrize("values, invert, expected", [
+    ([10, 10.2, 9.9, 10, 10.1, 17, 17.2, 16.9], False, [(5, False)]),
+    ([4.1, 4.2, 4.0, 4.15, 4.1, 4.2, 2.4, 2.5, 2.4, 2.45], True, [(6, False)]),
+    ([4.1, 4.2, 4.0, 4.15, 4.1, 4.2, 2.4, 2.5, 2.4, 2.45], False, []),  # a speedup is not a slowdown
+    ([10, 10.1, 9.9, 30, 10, 9.9, 10.1, 10, 10.2], False, [(3, True)]),  # one rung out of line: lone
+    ([10, 10, 10, 40], False, [(3, False)]),  # the newest release: a step, nothing after it
+    ([10, None, 10.1, 9.9, 17, None, 17.1], False, [(4, False)]),  # missing rungs are skipped
+    ([10, 10.1, 9.9, 10, 10.05], False, []),
+])
+def test_ladder_steps_finds_level_changes_with_asv_step_detection(values, invert, expected):
+    found = verdict.ladder_steps(values, invert)
+    assert [(c.at, c.lone) for c in found] == expected
+
+
+def test_ladder_steps_orders_the_largest_first():
+    found = verdict.ladder_steps([10, 10, 10, 13, 13, 13, 40, 40, 40])
+    assert [c.at for c in found] == [6, 3] and found[0].ratio == pytest.approx(40 / 13)
