@@ -11,8 +11,8 @@ class _ImageFiles:
     # setup (eviction for cold) runs before every timed call; one call per sample
     number = 1
     warmup_time = 0
-    repeat = 3
-    rounds = 1
+    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
+    rounds = suite.ROUNDS
     timeout = 300
     load = None
 

@@ -12,8 +12,8 @@ class ArrayFiles:
     param_names = ["loader", "format", "execution", "cache"]
     number = 1
     warmup_time = 0
-    repeat = 3
-    rounds = 1
+    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
+    rounds = suite.ROUNDS
     timeout = 300
 
     def setup_cache(self):
@@ -41,8 +41,8 @@ class CifarBatch:
     param_names = ["format", "cache"]
     number = 1
     warmup_time = 0
-    repeat = 4
-    rounds = 1
+    repeat = suite.REPEAT
+    rounds = suite.ROUNDS
     timeout = 300
 
     def setup_cache(self):

@@ -9,10 +9,27 @@ from . import datasets, ladder, report, site
 
 
 def _prepare(args) -> int:
+    datasets.profile()  # a wrong IMGLOAD_PROFILE stops `make data` / `make bench` here, not in every benchmark
     log = (lambda msg: print(f"imgload: {msg}", file=sys.stderr)) if not args.quiet else None
     path = datasets.prepare(args.name, args.data_dir, log=log, url=args.url)
+    _check_evictable(path)
     print(path)
     return 0
+
+
+def _check_evictable(root) -> None:
+    """Cold-cache benchmarks evict the set's files before every sample: try it on one file now,
+    so that a data dir on tmpfs (which cannot be evicted) is refused before asv starts."""
+    from . import pagecache
+
+    index = datasets.load_index(root)
+    probe = datasets.priming_file(root, next(iter(index["formats"])))
+    try:
+        pagecache.make_cold([probe])
+    except pagecache.PageCacheError:
+        raise datasets.DatasetError(
+            f"{root}: its files cannot be evicted from the page cache (tmpfs, or a filesystem that ignores"
+            f" posix_fadvise), so every cold-cache benchmark would fail; set IMGLOAD_DATA_DIR to a folder on a disk") from None
 
 
 def _list(args) -> int:

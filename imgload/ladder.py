@@ -285,6 +285,23 @@ def build(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None
     return out / "asv.conf.json"
 
 
+def check_built_here(conf_path: Path) -> None:
+    """A built ladder's config names absolute paths (its repository, this checkout's envcheck);
+    one copied or moved from another checkout would silently measure that checkout."""
+    try:
+        conf = json.loads(conf_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise LadderError(f"{conf_path}: unreadable ({e}); rebuild it: make ladder NAME={conf_path.parent.name}") from None
+    expected = {"repo": str(conf_path.parent / "repo"), "envcheck in-dir": shlex.quote(str(REPO))}
+    found = {"repo": conf.get("repo"),
+             "envcheck in-dir": next((c.split()[0].removeprefix("in-dir=") for c in conf.get("install_command", [])
+                                      if "imgload.envcheck" in c), None)}
+    for key, want in expected.items():
+        if found[key] != want:
+            raise LadderError(f"{conf_path}: built for another checkout or folder ({key} {found[key]!r}, here {want!r});"
+                              f" rebuild it here: make ladder NAME={conf_path.parent.name}")
+
+
 # -- python -m imgload ladder ... --------------------------------------------------------
 
 

@@ -348,6 +348,7 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
     conf = out / "asv.conf.json"
     if not conf.is_file():
         raise ladders.LadderError(f"ladder {ladder.name} is not built in {out.parent}; run: make ladder NAME={name_or_path}")
+    ladders.check_built_here(conf)
     repo = out / "repo"
     rungs = rung_versions(repo)
     if len(rungs) < 2:

@@ -56,14 +56,28 @@ def _stack_legend(fig, t, extra=()) -> None:
                loc="upper right", fontsize=8, title="stack", ncols=1)
 
 
-def _grouped_bars(ax, t, groups: list, value) -> None:
-    """One bar per stack in each group, side by side; value(stack column, group) -> y or None (a gap)."""
+def _grouped_bars(ax, t, groups: list, value, band=None) -> None:
+    """One bar per stack in each group, side by side; value(stack column, group) -> y or None (a gap);
+    band(stack column, group) -> (low, high) or None: an error bar, the samples' interquartile range."""
     n = len(t.columns)
     width = 0.8 / max(n, 1)
     for i in range(n):
-        points = [(g + (i - (n - 1) / 2) * width, value(i, group)) for g, group in enumerate(groups)]
-        points = [(x, y) for x, y in points if y is not None]
-        ax.bar([x for x, _ in points], [y for _, y in points], width)
+        points = [(g + (i - (n - 1) / 2) * width, value(i, group), band(i, group) if band else None)
+                  for g, group in enumerate(groups)]
+        points = [(x, y, b) for x, y, b in points if y is not None]
+        if not points:
+            continue
+        ax.bar([x for x, _, _ in points], [y for _, y, _ in points], width, color=f"C{i}")
+        bars = [(x, y, b) for x, y, b in points if b is not None]
+        if bars:
+            ax.errorbar([x for x, _, _ in bars], [y for _, y, _ in bars], fmt="none", ecolor="black", elinewidth=0.8,
+                        capsize=2, yerr=[[max(y - b[0], 0) for _, y, b in bars], [max(b[1] - y, 0) for _, y, b in bars]])
+
+
+def _quartiles(t, i, combo) -> tuple[float, float] | None:
+    """The interquartile range of one result, per call."""
+    sp = t.spreads[i].get(combo)
+    return None if sp is None or sp.q25 is None or sp.q75 is None else (sp.q25, sp.q75)
 
 
 def decoders_plot(tables: dict, path: Path) -> bool:
@@ -81,13 +95,18 @@ def decoders_plot(tables: dict, path: Path) -> bool:
                 v = t.per_image(i, _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
                 return None if v is None else v * 1e6
 
-            _grouped_bars(ax, t, decoders, micros)
+            def iqr(i, decoder, t=t, fmt=fmt):
+                q = _quartiles(t, i, _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
+                images = t.loads[i].images
+                return None if q is None or not images else (q[0] / images * 1e6, q[1] / images * 1e6)
+
+            _grouped_bars(ax, t, decoders, micros, iqr)
             ax.set_xticks(range(len(decoders)), decoders, fontsize=8)
             ax.set_ylabel("µs per image")
             ax.set_title(f"{t.bench.group}, {fmt} (sequential, warm)", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
     _stack_legend(fig, usable[0])
-    fig.suptitle("Time per image per decoder across library stacks (lower is better)")
+    fig.suptitle("Time per image per decoder across library stacks (lower is better; bars: interquartile range of the samples)")
     _save(fig, path)
     return True
 
@@ -151,7 +170,13 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
                           for c in ("warm", "cold"))
             return cold / warm if warm and cold is not None else None
 
-        _grouped_bars(ax, t, labels, ratio)
+        def band(i, label, t=t):
+            """From the fastest quarter of cold over the slowest of warm, to the other way round."""
+            warm, cold = (_quartiles(t, i, _combo(t, decoder=label[0], format=label[1], execution="sequential", cache=c))
+                          for c in ("warm", "cold"))
+            return None if warm is None or cold is None or not warm[0] else (cold[0] / warm[1], cold[1] / warm[0])
+
+        _grouped_bars(ax, t, labels, ratio, band)
         ax.axhline(1, color="grey", lw=0.8)
         # slanted: names as long as "imagecodecs" would run into each other side by side
         ax.set_xticks(range(len(labels)), [f"{d} {f}" for d, f in labels], fontsize=8, rotation=30, ha="right")
@@ -159,7 +184,7 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
         ax.set_title(f"{t.bench.group} (sequential)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     _stack_legend(fig, usable[0])
-    fig.suptitle("What a cold page cache costs: cold time / warm time")
+    fig.suptitle("What a cold page cache costs: cold time / warm time (bars: from the quartiles of both)")
     _save(fig, path)
     return True
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from asv.util import human_value
 
-from . import datasets, suite
+from . import datasets, suite, verdict
 from .cifar import TRAIN_BATCHES
 from .execution import parse as parse_execution
 from .files import write_atomic
-from .results import SAMPLE_KEYS, Benchmark, Column, Machine, ResultsError, load, values
+from .results import SAMPLE_KEYS, Benchmark, Column, Machine, ResultsError, Spread, load, spreads, values
 
 NA = "n/a"
 OVERHEAD_GROUP = "Overhead"
@@ -77,6 +77,31 @@ def ratio(value: float | None, suffix: str = "×") -> str:
     return NA if value is None else f"{value:.2f}{suffix}"
 
 
+def timing(t: "Table", i: int, combo: tuple, per_image: bool, mps: bool = False) -> str:
+    """One timing cell: the median (per image or per call), its spread, megapixels per second,
+    and a mark where this stack differs from the one to its left beyond the noise."""
+    value = t.per_image(i, combo) if per_image else t.cells[i].get(combo)
+    if value is None:
+        return NA
+    text = seconds(value)
+    noise = t.noise(i, combo)
+    if noise is not None:
+        text += f" ±{noise:.0%}" if noise >= 0.005 else " ±<1%"
+    rate = t.megapixels_per_s(i, combo) if mps else None
+    if rate:
+        text += f" ({rate:.1f} MP/s)"
+    c = t.versus_left(i, combo)
+    if c is not None and c.outcome == verdict.STEP:
+        text += f" **{c.size:.2f}× {'slower' if c.slower else 'faster'}**"
+    return text
+
+
+SPREAD_NOTE = ("±: half the interquartile range of the samples, as a share of the median. **1.25× slower** / "
+               "**2.00× faster**: than the stack to its left, marked only where the difference is beyond the noise: "
+               "asv's rank test (p < 0.002) on the raw samples and the ratio of the fastest samples, with its 99% "
+               "interval, agree on at least 1.1× (`imgload/verdict.py`). An unmarked difference may be noise.")
+
+
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -99,6 +124,7 @@ class Table:
     cells: list[dict[tuple, float | None]]  # per column
     loads: list[Loads]
     commits: list[str | None]
+    spreads: list[dict[tuple, Spread]]  # per column
 
     @property
     def names(self) -> list[str]:
@@ -116,6 +142,22 @@ class Table:
         t, px = self.per_image(i, combo), self.loads[i].pixels
         return None if t is None or not px else px / t / 1e6
 
+    def noise(self, i: int, combo: tuple) -> float | None:
+        """Half the interquartile range of the samples, as a share of the median."""
+        sp, value = self.spreads[i].get(combo), self.cells[i].get(combo)
+        if sp is None or sp.q25 is None or sp.q75 is None or not value:
+            return None
+        return (sp.q75 - sp.q25) / 2 / value
+
+    def versus_left(self, i: int, combo: tuple) -> verdict.Comparison | None:
+        """This stack against the stack to its left, where both kept enough raw samples."""
+        if i == 0:
+            return None
+        a, b = (self.spreads[k].get(combo) for k in (i - 1, i))
+        if a is None or b is None or not a.samples or not b.samples:
+            return None
+        return verdict.compare(a.samples, b.samples)
+
     def replace(self, combo: tuple, name: str, value) -> tuple:
         k = self.index(name)
         return combo[:k] + (value,) + combo[k + 1:]
@@ -127,7 +169,8 @@ def table(machine: Machine, bench: Benchmark, benchmarks: dict[str, Benchmark]) 
         got, commit = values(column, bench)
         cells.append(got)
         commits.append(commit)
-    return Table(bench, machine.columns, cells, [loads(c, bench.group, benchmarks) for c in machine.columns], commits)
+    return Table(bench, machine.columns, cells, [loads(c, bench.group, benchmarks) for c in machine.columns], commits,
+                 [spreads(c, bench) for c in machine.columns])
 
 
 def speedup(t: Table, i: int, combo: tuple) -> float | None:
@@ -168,11 +211,13 @@ def group_section(t: Table) -> list[str]:
                 md_table(_header(t, names), _rows(t, combos, lambda i, c: NA if t.cells[i].get(c) is None else human_value(t.cells[i][c], unit))), ""]
         return out
     per = "image" if all(ld.images for ld in t.loads) else "call"
-    cell = (lambda i, c: seconds(t.per_image(i, c))) if per == "image" else (lambda i, c: seconds(t.cells[i].get(c)))
+
+    def cell(i, c):
+        return timing(t, i, c, per_image=per == "image")
     counts = {ld.images for ld in t.loads}
     loaded = (f"{counts.pop() or '?'} images" if len(counts) == 1
               else ", ".join(f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)))
-    out += [f"Seconds per {per} (median of asv's samples; one call loads {loaded})", "",
+    out += [f"Seconds per {per} (median of asv's samples ± spread, marks as in the table at a glance; one call loads {loaded})", "",
             md_table(_header(t, names), _rows(t, combos, cell)), ""]
     if "decoder" in names and all(ld.pixels for ld in t.loads) and per == "image":
         out += ["Megapixels per second", "",
@@ -199,15 +244,13 @@ def summary_section(tables: dict[str, Table]) -> list[str]:
         for combo in t.bench.combos:
             if combo[t.index("execution")] != "sequential" or combo[t.index("cache")] != "warm":
                 continue
-            cells = []
-            for i in range(len(t.columns)):
-                per, mps = t.per_image(i, combo), t.megapixels_per_s(i, combo)
-                cells.append(NA if per is None else f"{seconds(per)} ({mps:.1f} MP/s)" if mps else seconds(per))
+            cells = [timing(t, i, combo, per_image=True, mps=True) for i in range(len(t.columns))]
             if any(c != NA for c in cells):  # not a decoder that cannot read this format anywhere
                 rows.append([group, combo[t.index("decoder")], combo[t.index("format")], *cells])
     if not rows:
         return []
-    return ["### Decoders at a glance: time per image, warm cache, sequential", "", md_table(header, rows), ""]
+    return ["### Decoders at a glance: time per image, warm cache, sequential", "", SPREAD_NOTE, "",
+            md_table(header, rows), ""]
 
 
 def overhead_section(tables: dict[str, Table], benchmarks: dict[str, Benchmark], machine: Machine) -> list[str]:
@@ -347,12 +390,22 @@ def ordered(benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
     return sorted(benchmarks.values(), key=lambda b: (first.get(b.group, len(first)), b.key))
 
 
-def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, commit: str | None = None) -> Path:
-    benchmarks, machines = load(results_dir, envinfo_dir, commit)
+def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, commit: str | None = None,
+           partial: bool = False) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ResultsError(f"{out_dir}: not a folder (--out names the folder report.md and its plots go to)")
+    benchmarks, machines, broken = load(results_dir, envinfo_dir, commit, partial)
     from . import plots  # matplotlib only when a report is made
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# imgload-benchmarks: library stacks compared", "",
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ResultsError(f"{out_dir}: cannot create the report folder ({e.strerror})") from None
+    lines = ["# imgload-benchmarks: library stacks compared", ""]
+    if broken:
+        lines += ["> **Partial report**: these results files could not be read and are left out:", ">"]
+        lines += [f"> - `{b}`" for b in broken] + [""]
+    lines += [
              f"From `{results_dir}`, {len(machines)} machine(s). Times are asv's median per timed call divided by "
              "the images that call loads. n/a: no result (not run, failed, or the decoder cannot read that format there).", ""]
     for machine in machines:
@@ -372,12 +425,15 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=".asv/report", help="where report.md and the PNGs go (default: .asv/report)")
     p.add_argument("--envinfo", help="environment build records (default: envinfo/ beside the results folder)")
     p.add_argument("--commit", help="report this commit (hash prefix) instead of the one covering the most environments")
+    p.add_argument("--partial", action="store_true",
+                   help="leave out results files that cannot be read (named in a banner) instead of stopping")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        path = render(Path(args.results), Path(args.out), Path(args.envinfo) if args.envinfo else None, args.commit)
+        path = render(Path(args.results), Path(args.out), Path(args.envinfo) if args.envinfo else None, args.commit,
+                      args.partial)
     except ResultsError as e:
         print(f"imgload: error: {e}", file=sys.stderr)
         return 2

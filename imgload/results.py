@@ -107,6 +107,32 @@ def values(column: Column, bench: Benchmark) -> tuple[dict[tuple, float | None],
     return {combo: number(v) for combo, v in zip(bench.combos, raw)}, run.commit_hash
 
 
+@dataclass(frozen=True)
+class Spread:
+    """What asv kept of one result besides its median: quartiles and raw samples (per call)."""
+
+    q25: float | None
+    q75: float | None
+    samples: tuple[float, ...] | None
+
+
+def spreads(column: Column, bench: Benchmark) -> dict[tuple, Spread]:
+    """combo -> the spread of `bench`'s samples in `column` (from the same run as `values`)."""
+    run = column.run_for(bench.key)
+    if run is None:
+        return {}
+    params = bench.info.get("params") or []
+    stats, samples = run.get_result_stats(bench.key, params), run.get_result_samples(bench.key, params)
+    if not params:
+        stats, samples = [stats], [samples]
+    out = {}
+    for combo, st, sa in zip(bench.combos, stats, samples):
+        st = st or {}
+        kept = tuple(x for x in (sa or []) if number(x) is not None) or None
+        out[combo] = Spread(number(st.get("q_25")), number(st.get("q_75")), kept)
+    return out
+
+
 def load_benchmarks(results_dir: Path) -> dict[str, Benchmark]:
     path = results_dir / "benchmarks.json"
     try:
@@ -151,14 +177,41 @@ def _kept(run) -> int:
     return sum(_has_result(run, key) for key in run.get_all_result_keys())
 
 
-def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None) -> tuple[dict[str, Benchmark], list[Machine]]:
+def read_runs(results_dir: Path) -> tuple[list, list[str]]:
+    """Every asv results file under `results_dir`, read by asv's own reader, and a one-line
+    reason for each file it could not read (asv itself would only warn and skip it, or fail
+    with a traceback on a foreign format version)."""
+    runs, broken = [], []
+    for root, filename, machine in asv_results.iter_results_paths(str(results_dir)):
+        path = Path(root) / filename
+        try:
+            data = json.loads(path.read_text())
+            version = data.get("version") if isinstance(data, dict) else None
+            if version != asv_results.Results.api_version:
+                raise ValueError(f"not an asv results file of format version {asv_results.Results.api_version}"
+                                 f" (found {version!r})")
+            runs.append(asv_results.Results.load(str(path), machine_name=machine))
+        except Exception as e:  # noqa: BLE001 - any unreadable file is named, never a traceback
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            broken.append(f"{path}: {reason}")
+    return runs, broken
+
+
+def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None,
+         partial: bool = False) -> tuple[dict[str, Benchmark], list[Machine], list[str]]:
+    """Benchmarks, machines and, with `partial`, the results files left out because they
+    are broken; without it a broken file is an error naming it."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ResultsError(f"{results_dir}: no such results folder; run asv first (make bench)")
     benchmarks = load_benchmarks(results_dir)
     envinfo_dir = Path(envinfo_dir) if envinfo_dir else results_dir.parent / "envinfo"
+    runs, broken = read_runs(results_dir)
+    if broken and not partial:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise ResultsError(f"{broken[0]}{more}; remove or re-run it, or report without it: --partial")
     by_machine: dict[str, list] = defaultdict(list)
-    for run in asv_results.iter_results(str(results_dir)):
+    for run in runs:
         by_machine[run.params.get("machine", "?")].append(run)
     if not by_machine:
         raise ResultsError(f"{results_dir}: no asv results in it; run asv first (make bench)")
@@ -185,4 +238,4 @@ def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit:
             machine.columns.append(Column(name, env_name, stack, mine, build_record(envinfo_dir, name, env_name)))
         machine.columns.sort(key=lambda c: c.stack)
         machines.append(machine)
-    return benchmarks, machines
+    return benchmarks, machines, broken

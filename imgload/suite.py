@@ -15,6 +15,14 @@ from .execution import Runner
 
 CACHES = ("warm", "cold")
 
+# Samples of every timed benchmark: ROUNDS rounds of REPEAT calls, 8 in all. asv runs the
+# rounds interleaved across the stacks (stack A B C, then A B C again), so a machine that
+# gets busier during `make bench` cannot fake a difference between stacks; and 8 + 8 raw
+# samples (--record-samples) let asv's rank test reach p < 0.002, which 3 + 3 (or 6 + 6)
+# never can. `imgload report` marks a difference only where that test and the ratio agree.
+REPEAT = 4
+ROUNDS = 2
+
 # benchmark class -> (dataset role, what one timed call loads): bench_sample records the
 # resulting counts with every run, so per-image figures never rely on a number copied by hand
 LOADS = {

@@ -5,7 +5,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +328,25 @@ def test_shipped_manifests_load():
         m = datasets.manifest(name)
         assert m.name == name and m.source["kind"] == "synthetic" and m.sample > 0
     assert datasets.manifest("synthetic-cifar10").layout == "cifar-python"
+
+
+def test_prepare_refuses_a_wrong_profile_before_preparing_anything(manifests, tmp_path):
+    env = dict(os.environ, IMGLOAD_PROFILE="bogus")
+    out = subprocess.run([sys.executable, "-m", "imgload", "data", "prepare", str(manifests["large"]), "--data-dir", str(tmp_path / "d")],
+                         cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr == "imgload: error: IMGLOAD_PROFILE='bogus': expected one of default, full, smoke\n"
+    assert not (tmp_path / "d").exists()
+
+
+def test_prepare_refuses_a_data_dir_on_tmpfs(manifests):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm (tmpfs) on this machine")
+    target = Path(tempfile.mkdtemp(prefix="imgload-tmpfs-", dir=shm))
+    try:
+        out = subprocess.run([sys.executable, "-m", "imgload", "data", "prepare", str(manifests["large"]), "-q",
+                              "--data-dir", str(target)], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert "cannot be evicted from the page cache" in out.stderr and "IMGLOAD_DATA_DIR" in out.stderr
+    finally:
+        shutil.rmtree(target)

@@ -439,3 +439,16 @@ def test_make_find_refuses_a_sample_count_the_rank_test_cannot_use_before_touchi
     (line,) = [x for x in out.stderr.splitlines() if x.startswith("imgload: error:")]
     assert line.startswith(f"imgload: error: REPEAT={repeat}: samples per release must be") and "at least 7" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_find_refuses_a_ladder_copied_from_another_checkout(demo, tmp_path):
+    conf = ladder.build(demo, tmp_path / "a")
+    moved = tmp_path / "b" / "demo"
+    moved.parent.mkdir()
+    conf.parent.rename(moved)  # the whole ladder folder, as a user would copy or move it
+    before = sorted(p for p in moved.rglob("*"))
+    out = subprocess.run([sys.executable, "-m", "imgload", "ladder", "find", str(demo), "x", "--ladder-dir", str(tmp_path / "b")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "built for another checkout or folder (repo" in out.stderr and "make ladder NAME=demo" in out.stderr
+    assert sorted(p for p in moved.rglob("*")) == before

@@ -81,7 +81,8 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 assert cell == "n/a", (stack, combo, cell)
             else:
-                assert cell == report.seconds(value / images[stack]), (stack, combo)
+                # the median per image, then its spread (a --quick run keeps one sample: no spread to speak of)
+                assert cell.startswith(report.seconds(value / images[stack]) + " ±"), (stack, combo, cell)
                 checked += 1
     assert checked >= 2 * 2 * 2 * 2 - 2 * 2  # cv2 in both stacks, simplejpeg in the newer one
     by_combo = {tuple(r[:4]): dict(zip(stacks, r[4:])) for r in rows}
@@ -156,7 +157,8 @@ def _hand_made(tmp: Path) -> Path:
 
 
 def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
-    text = _run_report(_hand_made(tmp_path), tmp_path / "out")
+    text = _run_report(_hand_made(tmp_path), tmp_path / "out", "--partial")
+    assert "**Partial report**" in text and "aaaaaaaa-env-three.json" in text  # the corrupt file, named
     header, rows = _section_table(text, f"### {SMALL}", "Seconds per")
     assert header[-2:] == ["one", "two"]
     rows = {tuple(r[:4]): r[4:] for r in rows}
@@ -172,6 +174,73 @@ def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
     assert "No build record for one, two" in text
     _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
     assert overhead == [["cv2", "jpeg", "1.500*", "n/a"]]
+
+
+def test_marks_only_differences_between_stacks_that_are_beyond_the_noise(tmp_path):
+    """Three stacks with 8 raw samples each: the middle one 2x faster than the first (marked),
+    the last as fast as the middle one but noisier (not marked), one combination 5% apart (not marked)."""
+    results = tmp_path / "results"
+    (results / "box").mkdir(parents=True)
+    params = [["'cv2'"], ["'png'", "'jpeg'"], ["'sequential'"], ["'warm'"]]
+    (results / "benchmarks.json").write_text(json.dumps({SMALL: {
+        "name": SMALL, "type": "time", "unit": "seconds", "version": "1", "params": params,
+        "param_names": ["decoder", "format", "execution", "cache"]}, "version": 2}))
+    machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux", "arch": "x86_64", "ram": "1", "version": 1}
+    (results / "box" / "machine.json").write_text(json.dumps(machine))
+    columns = ["result", "params", "version", "started_at", "duration", "stats_q_25", "stats_q_75", "samples"]
+    spread = [1.00, 1.01, 1.02, 1.005, 0.995, 1.015, 0.99, 1.0]
+    noisy = [1.0, 1.3, 1.6, 1.1, 1.9, 1.0, 1.45, 2.2]
+
+    def row(png, jpeg):
+        q = [sorted(s) for s in (png, jpeg)]
+        return [[q[0][4], q[1][4]], params, "1", 0, 1.0, [q[0][2], q[1][2]], [q[0][5], q[1][5]], [png, jpeg]]
+
+    stacks = {"a": row([0.02 * x for x in spread], [0.01 * x for x in spread]),
+              "b": row([0.01 * x for x in spread], [0.0105 * x for x in spread]),
+              "c": row([0.01 * x for x in noisy], [0.0105 * x for x in spread])}
+    for stack, small in stacks.items():
+        data = {"commit_hash": "a" * 40, "env_name": f"env-{stack}", "date": 1795490726000, "params": dict(machine, python="3.11"),
+                "python": "3.11", "requirements": {}, "env_vars": {"IMGLOAD_STACK": stack}, "result_columns": columns,
+                "results": {SMALL: small}, "durations": {}, "version": 2}
+        (results / "box" / f"aaaaaaaa-env-{stack}.json").write_text(json.dumps(data))
+    text = _run_report(results, tmp_path / "out")
+    _, rows = _section_table(text, f"### {SMALL}", "Seconds per")
+    rows = {r[1]: r[4:] for r in rows}
+    assert "**2.00× faster**" in rows["png"][1] and "**" not in rows["png"][0]  # b against a
+    assert "**" not in rows["png"][2] and "±" in rows["png"][2]  # c against b: as fast, only noisier
+    assert not any("**" in cell for cell in rows["jpeg"])  # 5% apart: below the 1.1x threshold
+    assert rows["png"][1].startswith(report.seconds(0.01 * sorted(spread)[4] / 2000) + " ±<1%")
+    assert "beyond the noise" in text
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{ not json", "Expecting property name"),  # truncated or corrupt
+    ("", "Expecting value"),  # empty
+    ('{"version": "2", "results": {}}', "format version 2 (found '2')"),  # another format version
+    ('{"version": 1}', "(found 1)"),
+    ("[]", "(found None)"),
+])
+def test_a_broken_results_file_is_named_and_the_report_stops_unless_partial(tmp_path, content, reason):
+    results = _hand_made(tmp_path)
+    broken = results / "box" / "aaaaaaaa-env-three.json"
+    broken.write_text(content)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"imgload: error: {broken}: ") and reason in proc.stderr and "--partial" in proc.stderr
+    assert not out.exists()  # nothing written
+    text = _run_report(results, out, "--partial")
+    assert "**Partial report**" in text and str(broken) in text
+
+
+def test_report_out_must_be_a_folder(tmp_path):
+    results = _hand_made(tmp_path)
+    (tmp_path / "a-file").write_text("mine")
+    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(tmp_path / "a-file"),
+                           "--partial"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a folder" in proc.stderr
+    assert (tmp_path / "a-file").read_text() == "mine"
 
 
 def test_report_names_what_is_wrong_with_its_input(tmp_path):
