@@ -127,17 +127,26 @@ def threads_plot(tables: dict, path: Path) -> bool:
             for i, column in enumerate(t.columns):
                 color = f"C{i}"
                 for fmt in _levels(t, "format"):
-                    seq = t.cells[i].get(_combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"))
+                    seq_combo = _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm")
+                    seq, seq_q = t.cells[i].get(seq_combo), _quartiles(t, i, seq_combo)
                     points = {"threads": [], "processes": []}
                     for name, kind, workers in executions:
-                        v = t.cells[i].get(_combo(t, decoder=decoder, format=fmt, execution=name, cache="warm"))
+                        combo = _combo(t, decoder=decoder, format=fmt, execution=name, cache="warm")
+                        v, q = t.cells[i].get(combo), _quartiles(t, i, combo)
                         if seq is not None and v:
-                            points["threads" if kind == "sequential" else kind].append((workers, seq / v))
+                            # error bar: the speedup from the quartiles, slowest sequential over fastest pool and back
+                            band = (seq_q[0] / q[1], seq_q[1] / q[0]) if seq_q and q and q[0] and q[1] else None
+                            points["threads" if kind == "sequential" else kind].append((workers, seq / v, band))
                     if points["threads"]:
-                        xs, ys = zip(*sorted(points["threads"]))
+                        xs, ys, _ = zip(*sorted(points["threads"], key=lambda p: p[0]))
                         ax.plot(xs, ys, styles.get(fmt, "-."), marker="o", color=color, markersize=4)
-                    for workers, s in points["processes"]:
+                    for workers, s, _ in points["processes"]:
                         ax.plot([workers], [s], "x", color=color, markersize=7)
+                    bars = [(w, s, b) for w, s, b in points["threads"] + points["processes"] if b]
+                    if bars:
+                        ax.errorbar([w for w, _, _ in bars], [s for _, s, _ in bars], fmt="none", ecolor=color,
+                                    elinewidth=0.8, capsize=2, yerr=[[max(s - b[0], 0) for _, s, b in bars],
+                                                                     [max(b[1] - s, 0) for _, s, b in bars]])
             ax.set_title(f"{t.bench.group}: {decoder}", fontsize=9)
             ax.set_xticks(range(1, top + 1))
             ax.grid(alpha=0.3)
@@ -150,7 +159,8 @@ def threads_plot(tables: dict, path: Path) -> bool:
     _stack_legend(fig, usable[0], [(Line2D([], [], color="k", ls="-"), "jpeg"), (Line2D([], [], color="k", ls="--"), "png"),
                                    (Line2D([], [], color="k", marker="x", ls=""), "processes"),
                                    (Line2D([], [], color="grey", ls=":"), "ideal")])
-    fig.suptitle("Thread scaling, warm cache (lines: threads, solid jpeg / dashed png; x: processes; dotted: ideal)")
+    fig.suptitle("Thread scaling, warm cache (lines: threads, solid jpeg / dashed png; x: processes; dotted: ideal;"
+                 " bars: from the samples' quartiles)")
     _save(fig, path)
     return True
 
