@@ -72,6 +72,15 @@ def ladder_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("IMGLOAD_LADDER_DIR") or REPO / ".asv" / "ladders").resolve()
 
 
+def built_folder(ladder: Ladder, root: str | os.PathLike | None = None) -> Path:
+    """The ladder's own folder in the ladder dir, named after its file: a build replaces what is
+    in it, so the name must not lead anywhere else (no '..', no leading dot or dash)."""
+    if not _NAME.fullmatch(ladder.name):
+        raise LadderError(f"ladder file name {ladder.name!r}.toml: expected a plain ladder name (letters, digits, '.',"
+                          f" '_', '-', starting with a letter or digit); rename the file")
+    return ladder_dir(root) / ladder.name
+
+
 def _version(text, where: str) -> Version:
     try:
         v = Version(str(text))
@@ -276,7 +285,7 @@ def build(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None
           main_conf: Path = REPO / "asv.conf.json") -> Path:
     """Build (or rebuild, identically) a ladder's repository and asv config; returns the config path."""
     ladder = load(name_or_path)
-    out = ladder_dir(root) / ladder.name
+    out = built_folder(ladder, root)
     out.mkdir(parents=True, exist_ok=True)
     rungs = write_repo(ladder, out / "repo")
     conf = asv_config(ladder, out / "repo", json.loads(main_conf.read_text()))

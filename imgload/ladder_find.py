@@ -344,7 +344,7 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
     parse_samples(samples)
     max_samples = max(max_samples or samples * BATCHES, samples)
     ladder = ladders.load(name_or_path)
-    out = ladders.ladder_dir(root) / ladder.name
+    out = ladders.built_folder(ladder, root)
     conf = out / "asv.conf.json"
     if not conf.is_file():
         raise ladders.LadderError(f"ladder {ladder.name} is not built in {out.parent}; run: make ladder NAME={name_or_path}")

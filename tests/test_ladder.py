@@ -82,6 +82,16 @@ def test_bad_ladders_fail_with_one_line_naming_the_fault(demo, change, message):
     assert message in str(e.value) and str(demo) in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("stem", ["..", ".hidden", "-rf"])
+def test_a_ladder_file_name_that_is_not_a_plain_name_is_refused_before_any_folder_is_touched(tmp_path, stem):
+    path = tmp_path / "sub" / f"{stem}.toml"
+    path.parent.mkdir()
+    path.write_text(LADDER)
+    with pytest.raises(ladder.LadderError, match="expected a plain ladder name"):
+        ladder.build(path, tmp_path / "ladders")
+    assert not (tmp_path / "ladders").exists()
+
+
 def test_unknown_ladder_names_the_shipped_ones():
     with pytest.raises(ladder.LadderError, match="one of: .*pillow"):
         ladder.load("no-such-ladder")
