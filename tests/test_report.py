@@ -164,8 +164,8 @@ def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
     rows = {tuple(r[:4]): r[4:] for r in rows}
     assert rows[("cv2", "png", "sequential", "cold")] == ["n/a", "n/a"]  # failed; missing
     assert rows[("pil", "png", "threads-2", "warm")] == ["n/a", "n/a"]  # skipped; missing
-    # no bench_sample record here: per image from the manifest's default sample (2,000 files)
-    assert rows[("cv2", "png", "sequential", "warm")][0] == report.seconds(0.02 / 2000)
+    # no bench_sample record here: per image from the manifest's default sample (1,000 files)
+    assert rows[("cv2", "png", "sequential", "warm")][0] == report.seconds(0.02 / 1000)
     assert "Images per call from the dataset manifests' default profile" in text
     _, speed = _section_table(text, f"### {SMALL}", "Speedup")
     assert {tuple(r[:4]): r[4] for r in speed}[("cv2", "png", "threads-2", "cold")] == "n/a"  # over a failed sequential
@@ -209,7 +209,7 @@ def test_marks_only_differences_between_stacks_that_are_beyond_the_noise(tmp_pat
     assert "**2.00× faster**" in rows["png"][1] and "**" not in rows["png"][0]  # b against a
     assert "**" not in rows["png"][2] and "±" in rows["png"][2]  # c against b: as fast, only noisier
     assert not any("**" in cell for cell in rows["jpeg"])  # 5% apart: below the 1.1x threshold
-    assert rows["png"][1].startswith(report.seconds(0.01 * sorted(spread)[4] / 2000) + " ±<1%")
+    assert rows["png"][1].startswith(report.seconds(0.01 * sorted(spread)[4] / 1000) + " ±<1%")
     assert "beyond the noise" in text
 
 
