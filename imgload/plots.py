@@ -106,7 +106,7 @@ def decoders_plot(tables: dict, path: Path) -> bool:
             ax.set_title(f"{t.bench.group}, {fmt} (sequential, warm)", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
     _stack_legend(fig, usable[0])
-    fig.suptitle("Time per image per decoder across library stacks (lower is better; bars: interquartile range of the samples)")
+    fig.suptitle("Time per image per decoder across stacks (lower is better; error bars: interquartile range)")
     _save(fig, path)
     return True
 
