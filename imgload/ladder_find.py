@@ -39,7 +39,7 @@ from .files import write_atomic
 
 SAMPLES = 12  # per release and batch: 3 interleaved rounds of 4
 ROUND = 4  # samples per release in one round
-BATCHES = 4  # at most: SAMPLES * BATCHES samples per release
+BATCHES = 6  # at most: SAMPLES * BATCHES samples per release
 CANDIDATES = 4  # level changes measured again, largest first (asv find's pick comes on top)
 _FOUND = re.compile(r"Greatest (regression|improvement) found: ([0-9a-f]{8,40})")
 

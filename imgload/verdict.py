@@ -166,24 +166,36 @@ class LevelChange:
     lone: bool  # the new level is this one rung only, and the ladder goes on after it
 
 
-def ladder_steps(values: list[float | None], invert: bool = False, threshold: float = CANDIDATE) -> list[LevelChange]:
+def ladder_steps(values: list[float | None], invert: bool = False, threshold: float = CANDIDATE,
+                 jump: float = FACTOR) -> list[LevelChange]:
     """Level changes in one value per rung (None: no result), sought direction only
-    (slower, or faster with `invert`), at least `threshold`, largest first.
+    (slower, or faster with `invert`), largest first.
 
-    The levels are asv's piecewise-constant fit (`step_detect.detect_steps`); a lone rung
-    is a one-rung level with more rungs after it: a spike if the next rung comes back."""
+    Two sources: asv's piecewise-constant fit (`step_detect.detect_steps`, its regressions
+    page's), level changes of at least `threshold`; and neighbouring rungs at least `jump`
+    apart, because the fit needs a long series: on a short ladder with a spike in it, the
+    spike inflates its noise estimate and it fits one level to everything. A lone rung is a
+    one-rung level (or a jump the next rung undoes) with more rungs after it: a spike if
+    the re-measurement confirms that the next rung comes back."""
     from asv.step_detect import detect_steps
 
-    if sum(v is not None for v in values) < 2:
+    present = [i for i, v in enumerate(values) if v is not None]
+    if len(present) < 2:
         return []
+    sought = (lambda r: r > 1) if not invert else (lambda r: r < 1)
+    found: dict[int, LevelChange] = {}
     segments = detect_steps(values)
-    out = []
     for before, after, following in zip(segments, segments[1:], [*segments[2:], None]):
         ratio = after[2] / before[2] if before[2] else math.inf
-        if (ratio < 1) if not invert else (ratio > 1):
-            continue
-        if not beyond(ratio, threshold):
-            continue
-        present = [i for i in range(after[0], after[1]) if values[i] is not None]
-        out.append(LevelChange(after[0], ratio, len(present) == 1 and following is not None))
-    return sorted(out, key=lambda c: -abs(math.log(c.ratio)))
+        if sought(ratio) and beyond(ratio, threshold):
+            rungs = [i for i in range(after[0], after[1]) if values[i] is not None]
+            found[after[0]] = LevelChange(after[0], ratio, len(rungs) == 1 and following is not None)
+    for a, b, c in zip(present, present[1:], [*present[2:], None]):
+        ratio = values[b] / values[a] if values[a] else math.inf
+        if sought(ratio) and beyond(ratio, jump):
+            undone = c is not None and not sought(values[c] / values[b]) and beyond(values[c] / values[b], jump)
+            if b in found:
+                found[b] = LevelChange(b, found[b].ratio, found[b].lone or undone)
+            else:
+                found[b] = LevelChange(b, ratio, undone)
+    return sorted(found.values(), key=lambda c: -abs(math.log(c.ratio)))
