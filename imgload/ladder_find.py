@@ -323,7 +323,11 @@ def verdict_lines(library: str, confirmations: list[Confirmation], invert: bool,
             lines.append(f"verdict: spike at {library} {c.versions[1]}, not a step: {c.step.size:.2f}x"
                          f" {'slower' if c.step.slower else 'faster'} than both {c.versions[0]} and {c.versions[2]}{which(c)}")
     if not sought_way:
-        noisy = [c for c in confirmations if c.step.outcome == verdict.NOISY]
+        # a pair left undecided in one group may have been decided in another (a lone rung's
+        # group measures the rung after it too): only a pair nothing decided is undecided
+        decided = {(c.label, *c.versions[:2]) for c in confirmations if c.step.outcome != verdict.NOISY}
+        decided |= {(c.label, *c.versions[1:]) for c in confirmations if c.back and c.back.outcome != verdict.NOISY}
+        noisy = [c for c in confirmations if c.step.outcome == verdict.NOISY and (c.label, *c.versions[:2]) not in decided]
         if noisy:
             worst = max(noisy, key=lambda c: c.step.noise)
             lines.append(f"verdict: no step confirmed; {worst.versions[0]} -> {worst.versions[1]} is {worst.step.reason()}")

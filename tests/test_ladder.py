@@ -462,3 +462,45 @@ def test_find_refuses_a_ladder_copied_from_another_checkout(demo, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "built for another checkout or folder (repo" in out.stderr and "make ladder NAME=demo" in out.stderr
     assert sorted(p for p in moved.rglob("*")) == before
+
+
+# -- the verdict lines, from comparisons of raw samples ----------------------------------------
+
+def _samples(cost, spread=0.02, n=12):
+    return [cost * (1 + spread * i / n) for i in range(n)]
+
+
+def _confirmation(versions, costs, at=1, lone=False, noisy=False):
+    from imgload import ladder_find, verdict
+
+    got = [_samples(c, 0.9 if noisy else 0.02) for c in costs]
+    step = verdict.compare(got[0], got[1])
+    back = verdict.compare(got[1], got[2]) if len(got) == 3 else None
+    cand = ladder_find.Candidate(at, "test", lone)
+    return ladder_find.Confirmation(cand, "bench.time_x", "seconds", versions, got, step, back)
+
+
+def test_verdict_lines_name_a_step_with_its_changed_pins_and_never_call_a_spike_a_step():
+    from imgload import ladder_find
+
+    step = _confirmation(["1.0", "2.0"], [10, 17], at=1)
+    spike = _confirmation(["2.0", "3.0", "4.0"], [17, 40, 17], at=2, lone=True)
+    lines = ladder_find.verdict_lines("demo-lib", [step, spike], invert=False, also={1: {"numpy": ("1.26.4", "2.2.6")}})
+    assert lines[0].startswith("verdict: step at demo-lib 2.0: 1.70x slower than 1.0 (ratio 1.700, 99% CI")
+    assert lines[1] == "  note: these pins changed too between the two rungs: numpy 1.26.4 -> 2.2.6"
+    assert lines[2] == "verdict: spike at demo-lib 3.0, not a step: 2.35x slower than both 2.0 and 4.0"
+    assert len(lines) == 3
+    # searching for a speedup, the slowdown is not reported as one
+    assert ladder_find.verdict_lines("demo-lib", [step], invert=True, also={})[0].startswith("verdict: no significant step (speedup)")
+
+
+def test_verdict_lines_say_too_noisy_only_for_a_pair_nothing_decided():
+    from imgload import ladder_find
+
+    undecided = _confirmation(["1.0", "2.0"], [10, 10], noisy=True)
+    assert undecided.step.outcome == "too noisy"
+    decided_elsewhere = _confirmation(["1.0", "2.0", "3.0"], [10, 10, 10], at=1, lone=True)
+    (line,) = ladder_find.verdict_lines("demo-lib", [undecided], invert=False, also={})
+    assert line.startswith("verdict: no step confirmed; 1.0 -> 2.0 is too noisy to decide: repeated samples")
+    (line,) = ladder_find.verdict_lines("demo-lib", [undecided, decided_elsewhere], invert=False, also={})
+    assert line.startswith("verdict: no significant step (slowdown) on this ladder")
