@@ -13,6 +13,22 @@ PYTEST_ARGS ?=
 
 .PHONY: bench quick test data machine publish preview report clean venv ladder find
 
+# Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
+# python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
+# check the interpreter .venv is made from (.venv's own once it exists) before anything is built:
+# a machine without it gets one line saying so, not a half-built .venv or a failing asv.
+STACK_PYTHON := 3.11
+venv_python = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+ifneq ($(filter bench test,$(MAKECMDGOALS)),)
+  found_python := $(shell $(venv_python) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+  python_hint := the benchmark stacks are built for CPython $(STACK_PYTHON) (README: Set up); install it, or $(if $(wildcard $(BIN)/python),remove $(VENV) and )point PYTHON at one: make $(firstword $(filter bench test,$(MAKECMDGOALS))) PYTHON=/path/to/python$(STACK_PYTHON)
+  ifeq ($(found_python),)
+    $(error $(venv_python) not found: $(python_hint))
+  else ifneq ($(found_python),$(STACK_PYTHON))
+    $(error $(venv_python) is Python $(found_python), but $(python_hint))
+  endif
+endif
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"

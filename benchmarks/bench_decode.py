@@ -34,7 +34,7 @@ class SmallImages(_ImageFiles):
     def setup_cache(self):
         return suite.prepare(suite.small_dataset())
 
-    setup_cache.timeout = 600
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
 
 class LargeImages(_ImageFiles):
@@ -43,4 +43,4 @@ class LargeImages(_ImageFiles):
     def setup_cache(self):
         return suite.prepare(suite.large_dataset())
 
-    setup_cache.timeout = 600
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite

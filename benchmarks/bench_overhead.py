@@ -30,7 +30,7 @@ class Overhead:
     def setup_cache(self):
         return suite.prepare(suite.small_dataset())
 
-    setup_cache.timeout = 600
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, decoder, fmt):
         self.load = suite.FileLoad(root, fmt, decoder, "sequential", "warm")

@@ -19,7 +19,7 @@ class ArrayFiles:
     def setup_cache(self):
         return suite.prepare(suite.small_dataset())
 
-    setup_cache.timeout = 600
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
     load = None
 
     def setup(self, root, loader, fmt, execution, cache):
@@ -48,7 +48,7 @@ class CifarBatch:
     def setup_cache(self):
         return suite.prepare(suite.small_dataset())
 
-    setup_cache.timeout = 600
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, fmt, cache):
         self.load = suite.BatchLoad(root, fmt, cache)

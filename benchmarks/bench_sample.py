@@ -15,7 +15,7 @@ class Sample:
     def setup_cache(self):
         return {"small": suite.prepare(suite.small_dataset()), "large": suite.prepare(suite.large_dataset())}
 
-    setup_cache.timeout = 600
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def track_images_per_call(self, roots, benchmark):
         dataset, what = suite.LOADS[benchmark]

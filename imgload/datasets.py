@@ -13,6 +13,8 @@ A set is used only when COMPLETE holds the digest of its manifest and every file
 size index.json records; anything else is rebuilt in a partial folder beside it and moved
 into place with one rename, under an exclusive lock, so concurrent prepares (asv runs
 setup_cache once per environment) and interrupted ones never expose a half-written set.
+The same code prepares a set in `make data` and in asv's setup_cache, in every stack: a
+remote archive is fetched once, by whichever prepare takes the lock first.
 
 A manifest is validated whole (manifest_check) before anything is written or deleted, and
 every deletion goes through remove_owned, which refuses any path outside what the
@@ -50,6 +52,11 @@ LAYOUTS = manifest_check.KINDS  # source kind -> layouts read
 DOWNLOADS, SOURCES, LOCKS = "downloads", "sources", ".locks"  # the data dir's own folders: no dataset may take these names
 SOURCE_MARKER = ".imgload-source"  # in sources/<name>/: the digest of the [source] table they were made from
 FORMAT_VERSION = 1  # bump when the prepared layout changes: old sets are then rebuilt
+LOCK_POLL = 0.5  # seconds between tries at a lock another process holds
+# While waiting for a lock, a line at least this often: under asv the wait is a setup_cache
+# waiting for another environment's prepare, and asv stops a setup_cache after
+# suite.SETUP_CACHE_TIMEOUT seconds without output.
+LOCK_HEARTBEAT = 30.0
 
 
 class DatasetError(RuntimeError):
@@ -280,7 +287,7 @@ def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = Non
     if is_complete(target, m):
         return target
     _ensure_writable(root)
-    with _locked(root / LOCKS / f"{m.name}.lock"):
+    with _locked(root / LOCKS / f"{m.name}.lock", log, f"preparing {m.name}"):
         if is_complete(target, m):  # another process finished while we waited
             return target
         _discard(target, m.name)
@@ -321,14 +328,41 @@ def _ensure_writable(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def _locked(path: Path, log=None, doing: str = "holding it"):
+    """An exclusive lock on `path`, released by the kernel if we are killed. `doing` says what
+    the holder is doing, in the lines a wait prints (see _wait_for_lock)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if we are killed
+        _wait_for_lock(f, path, log, doing)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _wait_for_lock(f, path: Path, log, doing: str) -> None:
+    """Take the lock; while another process holds it, say so, then again every LOCK_HEARTBEAT
+    seconds. Polled rather than blocking, so that the wait can speak: under asv it is one
+    environment's setup_cache waiting for another's download, and those lines are the output
+    that keeps asv from stopping a setup_cache that is only waiting its turn."""
+    if _try_lock(f):
+        return
+    started = last = time.monotonic()
+    _say(log, f"waiting for another process {doing} (lock {path})")
+    while not _try_lock(f):
+        time.sleep(LOCK_POLL)
+        now = time.monotonic()
+        if now - last >= LOCK_HEARTBEAT:
+            last = now
+            _say(log, f"still waiting for another process {doing} ({now - started:.0f} s)")
+
+
+def _try_lock(f) -> bool:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- deleting, confined
@@ -472,11 +506,11 @@ def _fetch_archive(m: Manifest, root: Path, log, url: str | None) -> Path:
     from . import fetch
 
     archive = root / DOWNLOADS / m.source["archive"]
-    with _locked(root / LOCKS / DOWNLOADS / f"{archive.name}.lock"):
+    with _locked(root / LOCKS / DOWNLOADS / f"{archive.name}.lock", log, f"fetching {archive.name}"):
         _remove_leftovers(archive.parent, archive.name)  # what a killed fetch left
         size = m.source.get("size")
         _say(log, f"fetching {archive.name}" + (f" ({size:,} bytes)" if size else ""))
-        return fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"))
+        return fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"), log=log)
 
 
 def _read_cifar(folder: Path) -> Source:

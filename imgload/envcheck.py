@@ -31,6 +31,14 @@ class EnvCheckError(RuntimeError):
 
 EXACT_VERSION = re.compile(r"[0-9][0-9a-zA-Z.+!]*")  # a release number, no range or wildcard
 
+# setup_cache fetches a remote dataset with pooch inside every benchmark environment, so every
+# stack pins pooch at the version constraints.txt gives .venv (the same fetch as `make data`).
+# Only pooch: what it imports comes with it, checked by `pip check`. asv names an environment
+# after all its pins, and with these seven the names outgrow a file name (envcheck's record is
+# named after the environment). A ladder rung installs with --no-deps, so it gets them all, at
+# .venv's versions (fetch_requirements).
+FETCHER = "pooch"
+FETCH_DEPENDENCIES = ("certifi", "charset-normalizer", "idna", "urllib3", "requests", "platformdirs", "packaging")
 
 def canonical(name: str) -> str:
     """A distribution name as PEP 503 normalizes it."""
@@ -47,6 +55,31 @@ def stack_pins(conf: dict, stack: str) -> dict[str, str]:
                 raise EnvCheckError(f"stack {stack}: pins must be exact versions, not {', '.join(f'{k}={pins[k]!r}' for k in loose)}")
             return pins
     raise EnvCheckError(f"no stack {stack!r} in the config's include list")
+
+
+def fetch_pin(conf: dict) -> str:
+    """The version of pooch that every stack of the config pins, the same in all of them."""
+    pins = {}
+    for entry in conf.get("include", []):
+        req = {canonical(k): str(v) for k, v in entry.get("req", {}).items()}
+        stack = entry.get("env", {}).get("IMGLOAD_STACK", "?")
+        if FETCHER not in req:
+            raise EnvCheckError(f"stack {stack} does not pin {FETCHER}, which fetching a dataset in setup_cache needs")
+        pins[stack] = req[FETCHER]
+    if len(set(pins.values())) != 1:
+        listed = ", ".join(f"{stack}: {v}" for stack, v in pins.items()) or "no stack"
+        raise EnvCheckError(f"the stacks must pin one version of {FETCHER}, the fetch of every stack ({listed})")
+    return next(iter(pins.values()))
+
+
+def fetch_requirements(conf: dict, constraints: Path) -> list[str]:
+    """`name==version` of pooch as the stacks pin it and of what it imports as `constraints`
+    (.venv's constraints.txt) pins it: what a ladder rung installs beside its own pins."""
+    host = {canonical(k): v for k, v in requirement_pins(constraints).items()}
+    missing = [name for name in FETCH_DEPENDENCIES if name not in host]
+    if missing:
+        raise EnvCheckError(f"{constraints} does not pin {', '.join(missing)}, which {FETCHER} imports")
+    return [f"{FETCHER}=={fetch_pin(conf)}", *(f"{name}=={host[name]}" for name in FETCH_DEPENDENCIES)]
 
 
 def mismatches(pins: dict[str, str]) -> list[str]:

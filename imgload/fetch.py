@@ -10,21 +10,35 @@ temporary folder with tarfile's "data" filter (no absolute paths, no "..", no li
 leading out, no device files; zip members checked the same way) and renames it into
 place, so a refused or interrupted archive leaves nothing behind. Every deletion goes
 through datasets.remove_owned, confined to what the operation owns.
+
+The same code runs in `make data` (.venv) and in asv's setup_cache inside every benchmark
+environment: each stack in asv.conf.json pins pooch at the version constraints.txt gives .venv,
+and ladder rungs install it too (envcheck.FETCHER, envcheck.fetch_requirements).
+Progress is a tqdm bar on a terminal and plain lines elsewhere (see _Lines): asv captures
+setup_cache's output and stops it after a stretch without any.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import stat
+import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from .datasets import remove_owned
 
 RETRIES = 3  # further attempts after a failed download (pooch waits 1 s, 2 s, 3 s)
+TIMEOUT = 60  # seconds requests waits to connect, and for each read: what bounds a stalled download
+# Off a terminal, a progress line at least this often while bytes arrive. Under asv these lines
+# are what keeps a long download going: asv stops a setup_cache after suite.SETUP_CACHE_TIMEOUT
+# seconds *without output*, not after that long in all.
+PROGRESS_SECONDS = 10.0
 
 
 class FetchError(RuntimeError):
@@ -35,12 +49,16 @@ def _pooch():
     try:
         import pooch
     except ImportError:
-        raise FetchError("fetching datasets needs pooch: run `make data` (or pip install pooch) first") from None
+        raise FetchError(f"fetching datasets needs pooch, which {sys.executable} lacks: pin it in this environment as"
+                         f" every stack in asv.conf.json does, or run `make data` first") from None
     return pooch
 
 
-def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retries: int | None = None) -> Path:
-    """dest (from the mirror if it has it, else from url), its hash verified; reused if present."""
+def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retries: int | None = None,
+          log=None) -> Path:
+    """dest (from the mirror if it has it, else from url), its hash verified; reused if present.
+
+    `log` (a callable taking one line) gets the progress lines where stderr is not a terminal."""
     retries = RETRIES if retries is None else retries
     _pooch()  # fail early, with the one-line reason, where pooch is missing
     dest = Path(dest)
@@ -51,33 +69,33 @@ def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retr
     remove_owned(scratch, dest.parent, dest.name)
     scratch.mkdir()
     try:
-        os.replace(_fetch_into(scratch / dest.name, url, known_hash, mirror, retries), dest)
+        os.replace(_fetch_into(scratch / dest.name, url, known_hash, mirror, retries, log), dest)
     finally:
         remove_owned(scratch, dest.parent, dest.name)
     return dest
 
 
-def _fetch_into(dest: Path, url: str, known_hash: str, mirror: str | None, retries: int) -> Path:
+def _fetch_into(dest: Path, url: str, known_hash: str, mirror: str | None, retries: int, log=None) -> Path:
     """dest, verified, from the mirror if it has the file, else from url."""
     if mirror and "://" not in mirror:
         if (Path(mirror) / dest.name).is_file():  # a wrong copy there is an error, not a miss
             return _copy_verified(Path(mirror) / dest.name, known_hash, dest)
     elif mirror:
         try:
-            return _download(mirror.rstrip("/") + "/" + dest.name, known_hash, dest, retries=0)
+            return _download(mirror.rstrip("/") + "/" + dest.name, known_hash, dest, retries=0, log=log)
         except FetchError:
             pass  # not on the mirror: the source itself
-    return _download(url, known_hash, dest, retries)
+    return _download(url, known_hash, dest, retries, log)
 
 
-def _download(url: str, known_hash: str, dest: Path, retries: int) -> Path:
+def _download(url: str, known_hash: str, dest: Path, retries: int, log=None) -> Path:
     pooch = _pooch()
     fetcher = pooch.create(
         path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url}, retry_if_failed=retries
     )
-    progress = _Progress()
+    progress = _progress(dest.name, log)
     try:
-        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60))
+        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT))
     except ValueError as e:  # pooch's hash mismatch: says expected and got
         progress.drop()
         raise FetchError(f"{url}: {e}") from None
@@ -96,6 +114,63 @@ def _reason(e: Exception) -> str:
         if found:
             return found.group(0)
     return text
+
+
+def _progress(name: str, log):
+    """A tqdm bar on a terminal (`make data`); plain lines through `log` anywhere else: asv
+    captures setup_cache's output (a pipe, where a bar would be one endless line of carriage
+    returns), and the benchmark environments have no tqdm."""
+    if sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
+        return _Progress()
+    return _Lines(name, log)
+
+
+class _Lines:
+    """pooch's progress-bar protocol as lines: how far, of how much, and the rate, once every
+    PROGRESS_SECONDS while bytes arrive, and one when the download is complete. A failed attempt
+    says nothing here (pooch logs the retry, and the error is the caller's one line)."""
+
+    def __init__(self, name: str, log):
+        self._name, self._log = name, log or (lambda msg: None)
+        self._total = self._done = 0
+        self._started = self._last = time.monotonic()
+        self._running = False  # an attempt has started and not yet been closed
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, total: int) -> None:  # pooch sets it as each attempt starts
+        self._total, self._done, self._running = total or 0, 0, True
+        self._started = self._last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self._done = min(self._done + n, self._total) if self._total else self._done + n
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            self._log(self._line(now))
+
+    def reset(self) -> None:  # pooch then reports the whole size with update(total)
+        self._done = 0
+
+    def close(self) -> None:  # pooch closes a complete download, and so does _download: say it once
+        if self._running:
+            self._running = False
+            self._log(f"{self._name}: {_mb(self._done)} downloaded in {time.monotonic() - self._started:.0f} s")
+
+    def drop(self) -> None:
+        self._running = False
+
+    def _line(self, now: float) -> str:
+        rate = self._done / max(now - self._started, 1e-9)
+        of = f" of {_mb(self._total)} ({100 * self._done // self._total}%)" if self._total else ""
+        return f"{self._name}: {_mb(self._done)}{of}, {_mb(rate)}/s"
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 class _Progress:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .envcheck import EXACT_VERSION, canonical
+from .envcheck import EXACT_VERSION, EnvCheckError, canonical, fetch_requirements
 from .files import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,6 +251,19 @@ def _asv_runner_pin(conf: dict) -> str:
     return pins.pop()
 
 
+def _fetch_requirements(ladder: Ladder, conf: dict) -> str:
+    """What setup_cache's fetch needs (envcheck.fetch_requirements), installed into a rung beside
+    the rung's own pins, so `asv run` on a ladder fetches a remote dataset with the same code as
+    `make data`. Not for a find_links ladder: it installs from its folder alone (--no-index), which
+    holds its own wheels; its rungs read sets prepared first (`make ladder` runs `make data`)."""
+    if ladder.find_links:
+        return ""
+    try:
+        return " ".join(fetch_requirements(conf, REPO / "constraints.txt"))
+    except (EnvCheckError, OSError) as e:
+        raise LadderError(f"the fetch's pins: {e}") from None
+
+
 def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
     """The main config with the ladder repository as its project and one environment for every rung."""
     source = f"--no-index --find-links {shlex.quote(str(ladder.find_links))}" if ladder.find_links else ""
@@ -267,9 +280,11 @@ def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
         html_dir="html",
         build_command=[],
         # one environment takes every rung in turn; pip's cache shares downloaded wheels
-        # between rungs and ladders. --no-deps: the pins are the whole stack, pip check proves it.
+        # between rungs and ladders. --no-deps: the pins are the whole stack (the rung's and the
+        # fetch's), pip check proves it.
         install_command=[
-            " ".join(filter(None, ["in-dir={env_dir} python -m pip install --only-binary=:all: --no-deps", source, "-r", requirements])),
+            " ".join(filter(None, ["in-dir={env_dir} python -m pip install --only-binary=:all: --no-deps", source,
+                                   _fetch_requirements(ladder, main_conf), "-r", requirements])),
             # run from the repository so that `python -m imgload.envcheck` finds the package
             # (asv drops PYTHONPATH from the commands it runs)
             f"in-dir={shlex.quote(str(REPO))} python -m imgload.envcheck"

@@ -7,6 +7,7 @@ only Runner.run(files) (or one batch load), the work a user's loader does.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -42,8 +43,32 @@ def large_dataset() -> str:
     return os.environ.get("IMGLOAD_LARGE_DATASET", datasets.LARGE_DEFAULT)
 
 
+# Every setup_cache's `timeout`. asv stops a setup_cache after this many seconds *without
+# output* (asv.util.check_output reads the process's output with this timeout), not after this
+# many seconds in all; prepare (below) prints a line at every step, at least every
+# fetch.PROGRESS_SECONDS while a download runs and every datasets.LOCK_HEARTBEAT while it waits
+# for another environment's prepare. So a 170 MB archive on a slow link downloads to its end,
+# and only a step silent this long is stopped: the longest, writing CIFAR-10's 300,000 files,
+# takes about 30 s here. tests/test_setup_cache.py checks asv's reading of the timeout.
+SETUP_CACHE_TIMEOUT = 600
+
+
 def prepare(dataset: str) -> str:
-    return str(datasets.prepare(dataset))
+    """setup_cache's prepare: the same datasets.prepare as `make data` (fetch, hash check,
+    IMGLOAD_MIRROR, locks), in whichever environment asv runs it.
+
+    Its steps are lines on stderr, which asv shows as they come with `asv run -v` (and after a
+    failed setup_cache with --show-stderr). setup_cache runs in a process of its own, so this is
+    an entry point like the command line: a reason the set cannot be prepared ends the process
+    with that one line, no traceback, and asv prints it as the setup_cache's failure."""
+    try:
+        return str(datasets.prepare(dataset, log=_say))
+    except datasets.DatasetError as e:
+        raise SystemExit(f"imgload: {e}") from None
+
+
+def _say(msg: str) -> None:
+    print(f"imgload: {msg}", file=sys.stderr, flush=True)
 
 
 def images_per_call(root: str, what: str) -> int:

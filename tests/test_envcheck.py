@@ -78,3 +78,59 @@ def test_check_records_a_verified_environment(tmp_path):
     assert out.returncode == 0, out.stderr
     record = json.loads((tmp_path / "out" / "envinfo" / "virtualenv-test.json").read_text())
     assert record["pins"] == pins == record["installed"] and record["stack"] == "test-stack"
+
+
+def _requires(name: str) -> set[str]:
+    """What installing `name` pulls in: its requirements without extras, for this Python."""
+    from packaging.requirements import Requirement
+
+    found = set()
+    for text in metadata.requires(name) or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            found.add(envcheck.canonical(req.name))
+    return found
+
+
+def _host_pins() -> dict[str, str]:
+    return {envcheck.canonical(k): v for k, v in envcheck.requirement_pins(REPO / "constraints.txt").items()}
+
+
+def test_the_fetch_dependencies_are_all_pooch_imports_and_dotvenv_pins_them():
+    closure, todo = set(), [envcheck.FETCHER]
+    while todo:
+        name = todo.pop()
+        if name not in closure:
+            closure.add(name)
+            todo.extend(_requires(name))
+    assert closure - {envcheck.FETCHER} == set(envcheck.FETCH_DEPENDENCIES)
+    assert set(envcheck.FETCH_DEPENDENCIES) <= set(_host_pins())
+
+
+def test_every_stack_pins_the_pooch_of_dotvenv():
+    """asv's setup_cache fetches with the same code as `make data`, in every stack."""
+    assert envcheck.fetch_pin(CONF) == _host_pins()["pooch"] == metadata.version("pooch")
+
+
+def test_the_stacks_must_pin_one_pooch():
+    stack = lambda name, req: {"env": {"IMGLOAD_STACK": name}, "req": req}  # noqa: E731
+    with pytest.raises(envcheck.EnvCheckError, match="stack b does not pin pooch, which fetching a dataset in setup_cache needs"):
+        envcheck.fetch_pin({"include": [stack("a", {"pooch": "1.9.0"}), stack("b", {"numpy": "2.4.6"})]})
+    with pytest.raises(envcheck.EnvCheckError, match=r"the stacks must pin one version of pooch, the fetch of every stack \(a: 1.9.0, b: 1.8.2\)"):
+        envcheck.fetch_pin({"include": [stack("a", {"pooch": "1.9.0"}), stack("b", {"pooch": "1.8.2"})]})
+
+
+def test_fetch_requirements_name_what_the_constraints_lack(tmp_path):
+    (tmp_path / "constraints.txt").write_text("pooch==1.9.0\nrequests==2.34.2\n")
+    with pytest.raises(envcheck.EnvCheckError, match="constraints.txt does not pin certifi, charset-normalizer, idna, urllib3, platformdirs, packaging, which pooch imports"):
+        envcheck.fetch_requirements(CONF, tmp_path / "constraints.txt")
+
+
+@pytest.mark.parametrize("entry", CONF["include"], ids=lambda e: e["env"]["IMGLOAD_STACK"])
+def test_every_stack_pin_reaches_pip_as_written(entry):
+    """asv turns `"name": "version"` into `pip install name==...` with a pattern of its own, which
+    drops a post-release's `.postN` (certifi 2026.10.19.post1 became 2026.10.19, which does not exist)."""
+    from asv.util import ParsedPipDeclaration
+
+    for name, version in entry["req"].items():
+        assert ParsedPipDeclaration(f"{name} {version}").specification == f"=={version}", name

@@ -1,13 +1,16 @@
 """Remote datasets, all offline: a server on 127.0.0.1 started here, and file mirrors."""
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import numpy as np
@@ -63,7 +66,7 @@ def _manifest(tmp_path, url, md5, name="remote-cifar"):
     text = (REPO / "datasets" / "cifar10.toml").read_text()
     text = text.replace('name = "cifar10"', f'name = "{name}"')
     text = text.replace("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", url)
-    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace("default = 2000", "default = 8")
+    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace("default = 1000", "default = 8")
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return path
@@ -329,3 +332,136 @@ def test_prepare_killed_during_unpack_recovers(tmp_path, server):
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
     assert not list(data.glob("sources/.remote-cifar.partial-*")), "the stale partial unpack is removed"
     assert server.requests == 1, "the verified archive from the killed run is reused, not fetched again"
+
+
+def _timed_log():
+    """A log that keeps (seconds since it was made, line)."""
+    start, lines = time.monotonic(), []
+    return (lambda msg: lines.append((time.monotonic() - start, msg))), lines
+
+
+def test_off_a_terminal_a_download_says_how_far_at_least_every_progress_interval(archive, tmp_path, monkeypatch):
+    """asv captures setup_cache's output and stops it after a stretch without any: lines, not a bar,
+    and never a silence longer than PROGRESS_SECONDS while bytes arrive."""
+    monkeypatch.setattr(fetch, "PROGRESS_SECONDS", 0.25)
+    log, lines = _timed_log()
+    with serve(archive[0].read_bytes(), "cifar-10-python.tar.gz", _SlowHandler) as slow:
+        datasets.prepare(_manifest(tmp_path, slow.url, archive[1]), tmp_path / "data", log=log)
+    fetching = next(t for t, msg in lines if msg.startswith("fetching cifar-10-python.tar.gz"))
+    done = next(t for t, msg in lines if re.fullmatch(r"cifar-10-python\.tar\.gz: [0-9.]+ MB downloaded in \d+ s", msg))
+    progress = [t for t, msg in lines if re.fullmatch(r"cifar-10-python\.tar\.gz: [0-9.]+ MB of [0-9.]+ MB \(\d+%\), [0-9.]+ MB/s", msg)]
+    assert len(progress) >= 2, lines
+    stamps = [fetching, *progress, done]
+    assert max(b - a for a, b in zip(stamps, stamps[1:])) < 0.25 + 0.5, lines  # + one slow chunk and the connection
+
+
+def test_a_prepare_waiting_for_another_says_so_until_it_gets_the_lock(manifests, tmp_path, monkeypatch):
+    """Under asv the wait is a setup_cache waiting for another environment's prepare: it must speak."""
+    import fcntl
+    import threading
+
+    monkeypatch.setattr(datasets, "LOCK_HEARTBEAT", 0.3)
+    name = datasets.manifest(manifests["large"]).name
+    lock = tmp_path / ".locks" / f"{name}.lock"
+    lock.parent.mkdir(parents=True)
+    log, lines = _timed_log()
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process's prepare, as far as the lock can tell
+        waiter = threading.Thread(target=datasets.prepare, args=(manifests["large"], tmp_path), kwargs={"log": log})
+        waiter.start()
+        time.sleep(1.2)
+        assert waiter.is_alive() and not (tmp_path / name).exists(), "nothing is prepared while another holds the lock"
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(60)
+    messages = [msg for _, msg in lines]
+    assert messages[0] == f"waiting for another process preparing {name} (lock {lock})"
+    assert sum(msg.startswith(f"still waiting for another process preparing {name} (") for msg in messages) >= 2
+    assert (tmp_path / name / datasets.MARKER).is_file()
+
+
+class _GatedHandler(Handler):
+    """Half the body, then a byte every 0.2 s (the connection stays alive: no read times out)
+    until server.gate is set, then the rest: a download that lasts as long as a test needs."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests += 1
+        body = server.body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        sent = len(body) // 2
+        self.wfile.write(body[:sent])
+        self.wfile.flush()
+        while not server.gate.wait(0.2) and sent < len(body) - 1:
+            self.wfile.write(body[sent : sent + 1])
+            self.wfile.flush()
+            sent += 1
+        self.wfile.write(body[sent:])
+
+
+@contextlib.contextmanager
+def gated(body: bytes, name: str):
+    """serve() with _GatedHandler; the gate opens at the latest when the block ends."""
+    with serve(body, name, _GatedHandler) as httpd:
+        httpd.gate = threading.Event()
+        try:
+            yield httpd
+        finally:
+            httpd.gate.set()
+
+
+class Lines:
+    """The lines a stream yields, read as they come by a thread of their own."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.has(text):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+def test_concurrent_prepares_download_once(archive, tmp_path):
+    """Two processes (two environments' setup_cache, or `make data` beside one) fetch one archive once:
+    the second waits for the first one's lock, says so, and then finds the set prepared."""
+    data = tmp_path / "data"
+    with gated(archive[0].read_bytes(), "cifar-10-python.tar.gz") as server:
+        command = [sys.executable, "-m", "imgload", "data", "prepare", str(_manifest(tmp_path, server.url, archive[1])),
+                   "--data-dir", str(data)]
+        procs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+        try:
+            deadline = time.monotonic() + 60
+            while server.requests == 0 and procs[0].poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.requests == 1, "the first prepare is downloading"
+            procs.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            waits = Lines(procs[1].stderr)
+            assert waits.wait_for("imgload: waiting for another process preparing remote-cifar", 60), waits.text()
+            server.gate.set()
+            outs = [procs[0].communicate(timeout=120), (procs[1].stdout.read(), waits.text())]
+            assert [procs[0].returncode, procs[1].wait(timeout=120)] == [0, 0], outs
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    assert server.requests == 1
+    assert outs[0][0] == outs[1][0] == f"{data / 'remote-cifar'}\n"
