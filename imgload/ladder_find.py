@@ -12,9 +12,9 @@ busy machine it can name the wrong one. So it is not the last word:
    round reinstalls the other release), with raw samples kept; a lone rung is measured
    with the rung after it too, so a spike (one rung out of line with both neighbours) is
    never called a step;
-3. `verdict.compare` judges each pair; while it cannot decide, another batch of samples is
-   added, up to `max_samples`; what it still cannot decide is reported as too noisy, with
-   the figure.
+3. `verdict.compare` judges each pair after every two batches (the releases in opposite
+   orders); while it cannot decide, two more are added, up to `max_samples`; what it still
+   cannot decide is reported as too noisy, with the figure.
 
 Everything measured here goes to results-find/ (asv.find.conf.json), so what `make ladder`
 stored and its site draws stays as measured.
@@ -37,7 +37,7 @@ from . import envcheck, verdict
 from . import ladder as ladders
 from .files import write_atomic
 
-SAMPLES = 12  # per release and batch: 3 interleaved rounds of 4
+SAMPLES = 12  # per release and batch: 3 interleaved rounds of 4; batches come in pairs
 ROUND = 4  # samples per release in one round
 BATCHES = 6  # at most: SAMPLES * BATCHES samples per release
 CANDIDATES = 4  # level changes measured again, largest first (asv find's pick comes on top)
@@ -266,15 +266,21 @@ class Confirmation:
 
 def confirm(find_conf: Path, machine: str, bench: str, rungs, cand: Candidate, chosen: list[Selected],
             factor: float, samples: int, max_samples: int, show_stderr: bool) -> list[Confirmation]:
-    """Measure the candidate's rungs again, interleaved, adding batches while undecided."""
+    """Measure the candidate's rungs again, interleaved, adding batches while undecided.
+
+    Batches come in pairs, the releases in opposite orders (A B, B A, A B, then B A, A B, B A),
+    and a decision is taken only after a pair: with one order only, the release measured second
+    showed fastest samples up to 9% faster than the first on a version-independent loop here,
+    an order effect no number of samples removes and a reversed batch cancels."""
     group = [cand.at - 1, cand.at] + ([cand.at + 1] if cand.lone and cand.at + 1 < len(rungs) else [])
     commits, versions = [rungs[i][0] for i in group], [rungs[i][1] for i in group]
     taken = 0
     while True:
-        print(f"imgload: measuring {', '.join(versions)} again, interleaved: {samples} more samples each"
-              f" ({taken + samples} of at most {max_samples})", flush=True)
-        measure(find_conf, machine, bench, commits, samples, append=taken > 0, show_stderr=show_stderr)
-        taken += samples
+        for order in (commits, commits[::-1]):
+            print(f"imgload: measuring {', '.join(versions if order is commits else versions[::-1])} again,"
+                  f" interleaved: {samples} more samples each ({taken + samples} of at most {max_samples})", flush=True)
+            measure(find_conf, machine, bench, order, samples, append=taken > 0, show_stderr=show_stderr)
+            taken += samples
         out = []
         for sel in chosen:
             got = [samples_at(find_conf, machine, c, sel) for c in commits]
@@ -286,7 +292,7 @@ def confirm(find_conf: Path, machine: str, bench: str, rungs, cand: Candidate, c
             back = verdict.compare(got[1], got[2], factor) if len(got) == 3 else None
             out.append(Confirmation(cand, sel.label, sel.unit, versions, got, step, back))
         undecided = any(c.step.outcome == verdict.NOISY or (c.back and c.back.outcome == verdict.NOISY) for c in out)
-        if not undecided or taken + samples > max_samples:
+        if not undecided or taken + 2 * samples > max_samples:
             return out
 
 
