@@ -37,8 +37,11 @@ from . import envcheck, verdict
 from . import ladder as ladders
 from .files import write_atomic
 
-SAMPLES = 12  # per release and batch: 3 interleaved rounds of 4; batches come in pairs
-ROUND = 4  # samples per release in one round
+SAMPLES = 12  # per release and batch: 6 interleaved rounds of 2; batches come in pairs
+# samples per release in one round (one process): short rounds, because this VM's speed comes
+# in levels that last about a round (see verdict), and the more often the releases alternate,
+# the more evenly they meet each level
+ROUND = 2
 BATCHES = 6  # at most: SAMPLES * BATCHES samples per release
 CANDIDATES = 4  # level changes measured again, largest first (asv find's pick comes on top)
 _FOUND = re.compile(r"Greatest (regression|improvement) found: ([0-9a-f]{8,40})")
@@ -300,7 +303,7 @@ def _line(c: Confirmation) -> str:
     lo, hi = (min(s) for s in c.samples[:2])
     what = f"{c.versions[0]} -> {c.versions[1]}"
     text = (f"  {what:<24} fastest {_human(lo, c.unit)} -> {_human(hi, c.unit)}, ratio {c.step.ratio:.3f}"
-            f" ({c.step.interval()}): {c.step.reason()}")
+            f" ({c.step.interval()}), fastest {c.step.fastest:.3f}: {c.step.reason()}")
     if c.back is not None:
         text += (f"\n  {c.versions[1] + ' -> ' + c.versions[2]:<24} ratio {c.back.ratio:.3f} ({c.back.interval()}):"
                  f" {c.back.reason()}")
@@ -396,7 +399,8 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
 
     also = {c.at: _changed_pins(repo, ladder.library, rungs, c.at) for c in cands}
     print(f"\n{ladder.library} ladder: asv find names {rungs[named][1]} ({rungs[named][0][:8]}); measured again,"
-          f" interleaved; statistic: the fastest sample of each release (interference only adds time)")
+          f" interleaved; statistic: the Hodges-Lehmann ratio of the samples (the rank test's own), checked"
+          f" against the fastest samples")
     for label in dict.fromkeys(c.label for c in confirmations):
         print(label)
         for c in confirmations:
