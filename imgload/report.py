@@ -98,8 +98,9 @@ def timing(t: "Table", i: int, combo: tuple, per_image: bool, mps: bool = False)
 
 SPREAD_NOTE = ("±: half the interquartile range of the samples, as a share of the median. **1.25× slower** / "
                "**2.00× faster**: than the stack to its left, marked only where the difference is beyond the noise: "
-               "asv's rank test (p < 0.002) on the raw samples and the ratio of the fastest samples, with its 99% "
-               "interval, agree on at least 1.1× (`imgload/verdict.py`). An unmarked difference may be noise.")
+               "asv's rank test (p < 0.002) on the raw samples, the Hodges-Lehmann ratio of the samples with its 99% "
+               "interval, and the ratio of the fastest samples agree on at least 1.1× (`imgload/verdict.py`). An "
+               "unmarked difference may be noise.")
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:

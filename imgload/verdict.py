@@ -10,15 +10,14 @@ is decided here, the same way:
 - **Statistic**: the Hodges-Lehmann ratio, the median of the n x m ratios b_j / a_i, with
   its distribution-free interval (the rank test's own confidence interval for a shift of
   log-times: the k-th smallest and k-th largest of those ratios). It is the effect size that
-  belongs to the rank test (its interval excludes 1 exactly when the test would reject at
-  that level), and it rests on every sample, not on the luckiest one.
+  belongs to the rank test (its interval excludes 1 when the test rejects at that level), and it rests on every sample, not on the luckiest one.
   Why not the fastest sample, which this module used first: interference only adds time,
   but on this 2-core VM it does not come and go cleanly. Under `cpu-noise` a CPU-bound loop
   runs at two levels, about 27 ms while the other core is idle and 32 ms while it is busy,
   and whole rounds (one process) sit at one level; the fastest sample (or the 2nd or 3rd)
-  then counts how often a release happened to meet an idle neighbour, a rare event, and two
-  identical releases differed by 8 to 14% in fastest samples after 72 + 72 samples (the
-  Hodges-Lehmann ratio of the same samples: 0.98 to 1.02).
+  then counts how often a release happened to meet an idle neighbour, a rare event: in one
+  run of the test ladder, releases of identical cost differed by 10% in fastest samples
+  (0.90 and 1.10 after 48 + 72 samples; the Hodges-Lehmann ratio of the same: 0.98, 1.02).
 - **What keeps interference from faking a step**: the samples compared are measured
   interleaved (`make find`: A B, then B A, in rounds of 2; `make bench`: asv's interleaved
   rounds across stacks), so both sides meet the same machine, and a step must also show in
@@ -33,10 +32,12 @@ is decided here, the same way:
   to 2.5x: heavy noise with an idle moment now and then), this interval narrows faster than
   the Hodges-Lehmann one, which pays for the slow samples' spread.
 - **Decision**: a step needs the rank test, an interval on one side of 1, a ratio beyond
-  the threshold and fastest samples beyond it the same way; "no step" needs either
-  interval wholly inside the threshold (each a 99% statement under its own condition:
-  interleaved sides meet the same machine; the machine has a floor). Anything else cannot be
-  decided from these samples:
+  the threshold and fastest samples beyond it the same way; "no step" needs the
+  Hodges-Lehmann interval wholly inside the threshold or, where the samples agree (that
+  interval contains 1, the ratio is within the threshold), the fastest samples' interval
+  inside it: each is a 99% statement under its own condition (interleaved sides meet the same
+  machine; the machine has a floor), and on a machine with two speed levels the fastest
+  samples alone can miss a real 1.15x step. Anything else cannot be decided from these samples:
   "too noisy to decide", with the spread of repeated samples (IQR / median) as the figure,
   so that the caller can take more samples or say so, never a verdict either way.
 
