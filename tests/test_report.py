@@ -105,7 +105,9 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
     _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
     row = next(r for r in overhead if r[:2] == ["cv2", "jpeg"])
     paired = raw[new]["bench_overhead.Overhead.track_sequential_over_bare"][("cv2", "jpeg")]
-    assert 0.5 < paired < 2 and row[2 + stacks.index(new)] == f"{paired:.3f}"
+    # a ratio of two timings taken in one process: positive and finite, whatever the machine's
+    # load (a bound on its size would be a speed target in a unit test, and failed under load)
+    assert 0 < paired < math.inf and row[2 + stacks.index(new)] == f"{paired:.3f}"
     assert next(r for r in overhead if r[:2] == ["pil", "png"])[2:] == ["n/a", "n/a"]  # not run
     _, envs = _section_table(text, "### Environments", "|")
     envs = {r[0]: r[1:] for r in envs}
