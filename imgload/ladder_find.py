@@ -310,6 +310,10 @@ def _line(c: Confirmation) -> str:
     return text
 
 
+def _size(ratio: float) -> str:
+    return f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
+
+
 def verdict_lines(library: str, confirmations: list[Confirmation], invert: bool, also: dict) -> list[str]:
     """One line per confirmed step in the sought direction, largest first, and the spikes;
     else one line saying why there is none. Each names its benchmark where there are several."""
@@ -322,7 +326,8 @@ def verdict_lines(library: str, confirmations: list[Confirmation], invert: bool,
     lines = []
     for c in sorted(sought_way, key=lambda c: -c.step.size):
         lines.append(f"verdict: step at {library} {c.versions[1]}: {c.step.size:.2f}x {'slower' if c.step.slower else 'faster'}"
-                     f" than {c.versions[0]} (ratio {c.step.ratio:.3f}, {c.step.interval()}), beyond the noise{which(c)}")
+                     f" than {c.versions[0]} (ratio {c.step.ratio:.3f}, {c.step.interval()}), beyond the noise;"
+                     f" fastest samples {_size(c.step.fastest)}{which(c)}")
         changed = also.get(c.candidate.at)
         if changed:
             lines.append("  note: these pins changed too between the two rungs: "
