@@ -39,7 +39,8 @@ _ALLOWED_GLOBALS = frozenset(
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    pass
+    """A batch names a global the restricted unpickler refuses: nothing of it ran. Not itself a
+    user error (errors.UserError): datasets reports it as one, "refusing <file>: ..."."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -1,11 +1,15 @@
-"""python -m imgload ...: prepare and inspect datasets; report on asv results."""
+"""python -m imgload ...: prepare and inspect datasets; report on asv results.
+
+The one place a user error is printed: a UserError from any command becomes the line
+`imgload: error: <message>` on stderr and exit status 2, with no traceback."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import datasets, ladder, report, site
+from . import datasets, files, ladder, report, site
+from .errors import EXIT_STATUS, UserError
 
 
 def _prepare(args) -> int:
@@ -33,8 +37,8 @@ def _check_evictable(root) -> None:
 
 
 def _list(args) -> int:
-    for path in sorted(datasets.MANIFESTS.glob("*.toml")):
-        m = datasets.manifest(path)
+    for name in files.known(datasets.MANIFESTS):
+        m = datasets.manifest(name)
         print(f"{m.name:24} {m.description}")
     return 0
 
@@ -43,8 +47,7 @@ def _info(args) -> int:
     m = datasets.manifest(args.name)
     target = datasets.data_root(args.data_dir) / m.name
     if not datasets.is_complete(target, m):
-        print(f"imgload: error: {m.name} is not prepared in {target.parent}; run: python -m imgload data prepare {m.name}", file=sys.stderr)
-        return 2
+        raise datasets.DatasetError(f"{m.name} is not prepared in {target.parent}; run: python -m imgload data prepare {m.name}")
     index = datasets.load_index(target)
     if index["shape"]:
         shape = "x".join(map(str, index["shape"]))
@@ -63,10 +66,9 @@ def _verify(args) -> int:
     m = datasets.manifest(args.name)
     target = datasets.data_root(args.data_dir) / m.name
     if not (target / datasets.MARKER).is_file():
-        print(f"imgload: error: {target} is not a prepared set; run: python -m imgload data prepare {args.name}", file=sys.stderr)
-        return 2
+        raise datasets.DatasetError(f"{target} is not a prepared set; run: python -m imgload data prepare {args.name}")
     problem = datasets.first_problem(target, full=True)
-    if problem:
+    if problem:  # a finding, not a refusal: exit 1, as a failed check does
         print(f"imgload: error: {problem}", file=sys.stderr)
         return 1
     index = datasets.load_index(target)
@@ -108,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except datasets.DatasetError as e:
+    except UserError as e:
         print(f"imgload: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_STATUS
     except KeyboardInterrupt:
         print("imgload: interrupted; the next prepare starts over cleanly", file=sys.stderr)
         return 130

@@ -5,28 +5,29 @@
     <data dir>/sources/<name>/   source batches (generated, or unpacked downloads)
     <data dir>/downloads/<archive>   fetched archives (url sources)
     <data dir>/.locks/<name>.lock, .locks/downloads/<archive>.lock
-    .<name>.partial-<pid>        scratch beside a set or its sources; .<archive>.part-<pid>
-                                 beside a download: what a killed prepare left is removed
-                                 by the next prepare of the same set, and nothing else is
+    .<name>.partial-<pid>        scratch beside a set, its sources or a download (files'
+                                 one scratch name; a download's ends in the archive's suffix
+                                 again): what a killed prepare left is removed by the next
+                                 prepare of the same set, and nothing else is
 
 A set is used only when COMPLETE holds the digest of its manifest and every file has the
 size index.json records; anything else is rebuilt in a partial folder beside it and moved
-into place with one rename, under an exclusive lock, so concurrent prepares (asv runs
-setup_cache once per environment) and interrupted ones never expose a half-written set.
+into place with one rename (files.replacing), under an exclusive lock, so concurrent
+prepares (asv runs setup_cache once per environment) and interrupted ones never expose a
+half-written set.
 The same code prepares a set in `make data` and in asv's setup_cache, in every stack: a
 remote archive is fetched once, by whichever prepare takes the lock first.
 
 A manifest is validated whole (manifest_check) before anything is written or deleted, and
 every deletion goes through remove_owned, which refuses any path outside what the
-operation owns: a wrong name or archive in a manifest cannot delete another set, the data
-dir's shared folders, or anything outside the data dir.
+operation owns, or through files' scratch handling, which deletes only the scratch names
+of the one target it is given: a wrong name or archive in a manifest cannot delete another
+set, the data dir's shared folders, or anything outside the data dir.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import functools
 import hashlib
@@ -41,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cifar, imagefolder, manifest_check, materialize, synthetic
+from . import cifar, files, imagefolder, manifest_check, materialize, synthetic
+from .errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = files.REPO
 MANIFESTS = REPO / "datasets"
 SMALL_DEFAULT = "synthetic-cifar10"
 LARGE_DEFAULT = "synthetic-large"
@@ -59,7 +61,7 @@ LOCK_POLL = 0.5  # seconds between tries at a lock another process holds
 LOCK_HEARTBEAT = 30.0
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError):
     """A one-line, user-facing reason a dataset cannot be prepared or used."""
 
 
@@ -85,8 +87,7 @@ def manifest(name_or_path: str | os.PathLike) -> Manifest:
     """A manifest by name (datasets/<name>.toml) or by path to a .toml file, validated whole
     (manifest_check) before anything uses it: a wrong value is one line naming the file, the
     key, what was found and what is expected."""
-    text = str(name_or_path)
-    path = Path(text) if text.endswith(".toml") else MANIFESTS / f"{text}.toml"
+    path = files.toml_path(name_or_path, MANIFESTS)
     raw = _read_manifest(path)
     problem = manifest_check.problem(raw, reserved=(DOWNLOADS, SOURCES, LOCKS))
     if problem:
@@ -108,7 +109,7 @@ def _read_manifest(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in MANIFESTS.glob("*.toml")))
+        known = ", ".join(files.known(MANIFESTS))
         raise DatasetError(f"no dataset manifest {path} (known datasets: {known})") from None
     except tomllib.TOMLDecodeError as e:
         raise DatasetError(f"{path}: invalid TOML: {e}") from None
@@ -291,19 +292,16 @@ def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = Non
         if is_complete(target, m):  # another process finished while we waited
             return target
         _discard(target, m.name)
-        _remove_leftovers(root, m.name)
-        _remove_leftovers(root / SOURCES, m.name)
+        files.remove_stale(root, m.name, locked=True)  # what a killed prepare left
+        files.remove_stale(root / SOURCES, m.name, locked=True)
         started = time.perf_counter()
         source = _source(m, root, log, url)
-        partial = root / f".{m.name}.partial-{os.getpid()}"
         try:
-            _build(m, partial, source, log)
-            _seal(partial, m, started)
-            os.replace(partial, target)
+            with files.replacing(target) as partial:
+                _build(m, partial, source, log)
+                _seal(partial, m, started)
         except imagefolder.ImageFolderError as e:
             raise DatasetError(f"dataset {m.name}: {e}") from None
-        finally:
-            remove_owned(partial, root, m.name)  # gone already once renamed into place
         _fsync_dir(root)
     return target
 
@@ -371,10 +369,13 @@ def _try_lock(f) -> bool:
 def remove_owned(path: str | os.PathLike, folder: str | os.PathLike, own: str) -> None:
     """Delete `path` (a file, a link, or a folder and all it holds), but only if it is what an
     operation on `own` owns in `folder`: `folder/own` itself or anything inside it, or one of
-    its scratch siblings `.own.partial-<pid>` / `.own.part-<pid>`. Absent is fine.
+    its scratch siblings, the names files.is_scratch recognizes (`.own.partial-<pid>`,
+    `.own.partial-discard-<pid>`, `.own.part-<pid>`, ...). Absent is fine.
 
-    Every deletion of prepare and fetch goes through here, so that no manifest, data dir or
-    bug can make one reach another set, the data dir's shared folders or anything outside.
+    Every deletion of prepare and fetch goes through here or through files' scratch handling
+    (which deletes only scratch names of the one target it is given), so that no manifest,
+    data dir or bug can make one reach another set, the data dir's shared folders or anything
+    outside.
     Paths are compared resolved (is_relative_to), the path's folder resolved but not the path
     itself: `..` or a link on the way cannot carry a deletion elsewhere, and a link at the
     path is removed, never followed. A refusal is a DatasetError; manifest_check refuses every
@@ -383,7 +384,7 @@ def remove_owned(path: str | os.PathLike, folder: str | os.PathLike, own: str) -
     where = path.parent.resolve() / path.name
     inside = where != home and path.name not in ("", ".", "..") and where.is_relative_to(home)
     first = where.relative_to(home).parts[0] if inside else ""
-    if not own or not (first == own or is_scratch(first, own)):
+    if not own or not (first == own or files.is_scratch(first, own)):
         raise DatasetError(f"refusing to delete {path}: it is neither {home / own} nor one of its partial folders")
     if where.is_dir() and not where.is_symlink():
         shutil.rmtree(where)
@@ -391,25 +392,10 @@ def remove_owned(path: str | os.PathLike, folder: str | os.PathLike, own: str) -
         where.unlink(missing_ok=True)
 
 
-def is_scratch(name: str, own: str) -> bool:
-    """Whether `name` is one this code gives the scratch files of `own`: .own.partial-<pid>,
-    .own.partial-discard-<pid> (a set being deleted) or .own.part-<pid> (a download)."""
-    return re.fullmatch(rf"\.{re.escape(own)}\.(partial|part)-(discard-)?[0-9]+", name) is not None
-
-
-def _remove_leftovers(folder: Path, own: str) -> None:
-    """What a killed prepare or fetch of `own` left in `folder` (we hold its lock: nobody else
-    is writing them); names of other sets' scratch files never match."""
-    if folder.is_dir():
-        for name in os.listdir(folder):
-            if is_scratch(name, own):
-                remove_owned(folder / name, folder, own)
-
-
 def _discard(target: Path, own: str) -> None:
     """Remove an incomplete or outdated set: rename first, so no half-deleted set keeps its name."""
     if os.path.lexists(target):
-        doomed = target.with_name(f".{own}.partial-discard-{os.getpid()}")
+        doomed = files.scratch_path(target, files.DISCARD)
         os.replace(target, doomed)
         remove_owned(doomed, target.parent, own)
 
@@ -446,14 +432,10 @@ def _source(m: Manifest, root: Path, log, url: str | None = None) -> Source:
     # through the same reader the real CIFAR-10 goes through.
     src = root / SOURCES / m.name
     if not _sources_current(src, m):
-        partial = src.with_name(f".{m.name}.partial-{os.getpid()}")
-        try:
+        with files.replacing(src) as partial:
             cifar.write(partial / cifar.FOLDER, train, test)
             _mark_sources(partial, m)
-            remove_owned(src, src.parent, m.name)
-            os.replace(partial, src)
-        finally:
-            remove_owned(partial, src.parent, m.name)  # gone already once renamed into place
+            remove_owned(src, src.parent, m.name)  # outdated sources: a folder is renamed only onto none
     try:
         return _read_cifar(src / cifar.FOLDER)
     except (OSError, ValueError) as e:
@@ -492,11 +474,9 @@ def _remote(m: Manifest, root: Path, log, url: str | None) -> Source:
         if m.layout == "image-folder":
             return _read_image_folder(src / m.source.get("folder", ""), m.source.get("train"), m.source.get("test"))
         return _read_cifar(src / m.source.get("folder", cifar.FOLDER))
-    except fetch.FetchError as e:
-        raise DatasetError(str(e)) from None
     except cifar.UnsafePickleError as e:
         raise DatasetError(f"refusing {e}") from None
-    except (OSError, ValueError) as e:  # ImageFolderError is a ValueError
+    except (OSError, ValueError, imagefolder.ImageFolderError) as e:  # a FetchError is a DatasetError already
         raise DatasetError(f"dataset {m.name}: {e}") from None
 
 
@@ -507,7 +487,7 @@ def _fetch_archive(m: Manifest, root: Path, log, url: str | None) -> Path:
 
     archive = root / DOWNLOADS / m.source["archive"]
     with _locked(root / LOCKS / DOWNLOADS / f"{archive.name}.lock", log, f"fetching {archive.name}"):
-        _remove_leftovers(archive.parent, archive.name)  # what a killed fetch left
+        files.remove_stale(archive.parent, archive.name, locked=True)  # what a killed fetch left
         size = m.source.get("size")
         _say(log, f"fetching {archive.name}" + (f" ({size:,} bytes)" if size else ""))
         return fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"), log=log)
@@ -532,7 +512,6 @@ def _read_image_folder(folder: Path, train: str | None, test: str | None) -> Sou
 
 
 def _build(m: Manifest, partial: Path, source: Source, log) -> None:
-    remove_owned(partial, partial.parent, m.name)
     partial.mkdir(parents=True)
     images = source.images
     shapes = images.shapes() if isinstance(images, imagefolder.Images) else [tuple(images.shape[1:])] * len(images)
@@ -614,7 +593,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _sync_filesystem(path: Path) -> None:
     """One syncfs() for the filesystem holding `path` (os.sync() where syncfs is missing)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = files.libc()
     fd = os.open(path, os.O_RDONLY)
     try:
         if not hasattr(libc, "syncfs") or libc.syncfs(fd) != 0:

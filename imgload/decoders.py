@@ -1,20 +1,29 @@
-"""Loaders by name: (name, format) -> callable(path) -> ndarray.
+"""Loaders by name: (name, format, source) -> callable(path or bytes) -> ndarray.
 
 Image decoders return RGB uint8 (H, W, 3), whatever the library's native channel order;
-array loaders return the stored array. Libraries are imported only when a loader is
-built, so a library missing from an environment costs nothing until it is asked for, and
-then raises Unavailable, a NotImplementedError, which asv reports as n/a ("skipped").
+array loaders return the stored array. A loader reads from one of two sources:
+
+    file    it is given the path and opens the file itself, as a data loader does
+    memory  it is given the file's bytes, already in RAM: the decode alone
+
+Libraries are imported only when a loader is built, so a library missing from an
+environment costs nothing until it is asked for, and then raises Unavailable, a
+NotImplementedError, which asv reports as n/a ("skipped"). So does a format or a source
+the library cannot take, with the reason.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
+import struct
 from collections.abc import Callable
 
 import numpy as np
 
-Load = Callable[[str], np.ndarray]
+Load = Callable[[str | bytes], np.ndarray]
+SOURCES = ("file", "memory")
 
 
 class Unavailable(NotImplementedError):
@@ -32,13 +41,36 @@ def _require(module: str):
         raise Unavailable(f"{module} is not installed in this environment ({e})") from None
 
 
-def _rgb(arr: np.ndarray, path: str) -> np.ndarray:
+def _rgb(arr: np.ndarray, src: str | bytes) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise DecodeError(f"{path}: decoded to {arr.dtype} {arr.shape}, expected uint8 (H, W, 3)")
+        raise DecodeError(f"{_what(src)}: decoded to {arr.dtype} {arr.shape}, expected uint8 (H, W, 3)")
     return arr
 
 
-def _cv2(fmt: str) -> Load:
+def _what(src: str | bytes) -> str:
+    """How an error names its input: the path, or the size of the bytes."""
+    return src if isinstance(src, str) else f"<{len(src)} bytes in memory>"
+
+
+def _from_bytes(decode: Callable[[bytes], np.ndarray], source: str) -> Load:
+    """A loader for a library that decodes bytes only: `file` reads the file first, as
+    the library's users do, so the read is part of what `file` costs."""
+    if source == "memory":
+        return decode
+
+    def load(path: str) -> np.ndarray:
+        with open(path, "rb") as f:
+            return decode(f.read())
+
+    return load
+
+
+# ------------------------------------------------------------------ the pooled grid's five
+# Their `file` loaders are kept exactly as they were before `memory` existed, so the
+# pooled grid's history across commits measures the libraries, not a change of harness.
+
+
+def _cv2(fmt: str, source: str) -> Load:
     cv2 = _require("cv2")
 
     def load(path: str) -> np.ndarray:
@@ -47,10 +79,16 @@ def _cv2(fmt: str) -> Load:
             raise DecodeError(f"{path}: cv2.imread could not read it")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-    return load
+    def decode(data: bytes) -> np.ndarray:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DecodeError(f"{_what(data)}: cv2.imdecode could not read it")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    return decode if source == "memory" else load
 
 
-def _pil(fmt: str) -> Load:
+def _pil(fmt: str, source: str) -> Load:
     image = _require("PIL.Image")
 
     def load(path: str) -> np.ndarray:
@@ -59,29 +97,34 @@ def _pil(fmt: str) -> Load:
                 im = im.convert("RGB")
             return np.asarray(im)
 
+    if source == "memory":
+        return lambda data: load(io.BytesIO(data))  # Image.open takes a file object too
     return load
 
 
-def _imageio(fmt: str) -> Load:
+def _imageio(fmt: str, source: str) -> Load:
     iio = _require("imageio.v3")
 
-    def load(path: str) -> np.ndarray:
-        return _rgb(iio.imread(path), path)
+    def load(src: str | bytes) -> np.ndarray:  # imageio's uri is a path or the bytes themselves
+        return _rgb(iio.imread(src), src)
 
     return load
 
 
-def _simplejpeg(fmt: str) -> Load:
+def _simplejpeg(fmt: str, source: str) -> Load:
     simplejpeg = _require("simplejpeg")
 
     def load(path: str) -> np.ndarray:
         with open(path, "rb") as f:
             return simplejpeg.decode_jpeg(f.read(), colorspace="RGB")
 
-    return load
+    def decode(data: bytes) -> np.ndarray:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+
+    return decode if source == "memory" else load
 
 
-def _imagecodecs(fmt: str) -> Load:
+def _imagecodecs(fmt: str, source: str) -> Load:
     codecs = _require("imagecodecs")
     decode = codecs.png_decode if fmt == "png" else codecs.jpeg8_decode
 
@@ -89,10 +132,107 @@ def _imagecodecs(fmt: str) -> Load:
         with open(path, "rb") as f:
             return _rgb(decode(f.read()), path)
 
+    if source == "memory":
+        return lambda data: _rgb(decode(data), data)
     return load
 
 
-def _pickle(fmt: str) -> Load:
+# ------------------------------------------------------------------ bench_codecs' decoders
+
+
+def _pyvips(fmt: str, source: str) -> Load:
+    pyvips = _require("pyvips")
+    # libvips caches operations by their arguments, so loading the same file (or the same
+    # bytes) again would hand back the image decoded the first time: a timed call must decode
+    pyvips.cache_set_max(0)
+
+    def to_rgb(image, src) -> np.ndarray:
+        if image.bands == 4:  # drop alpha, as Pillow's convert("RGB") does
+            image = image.extract_band(0, n=3)
+        elif image.bands < 3:
+            image = image.colourspace("srgb")
+        # numpy() runs the whole pipeline (libvips decodes lazily, on demand) into a new
+        # buffer: the decode and the copy out of libvips both happen inside the call
+        return _rgb(image.numpy(), src)
+
+    if source == "memory":
+        return lambda data: to_rgb(pyvips.Image.new_from_buffer(data, "", access="sequential"), data)
+    return lambda path: to_rgb(pyvips.Image.new_from_file(path, access="sequential"), path)
+
+
+def _turbojpeg(fmt: str, source: str) -> Load:
+    turbojpeg = _require("turbojpeg")
+    try:
+        # ctypes over the system's libturbojpeg, which no wheel brings (README: PyTurboJPEG)
+        jpeg = turbojpeg.TurboJPEG()
+    except (RuntimeError, OSError) as e:
+        reason = str(e).splitlines()[0]
+        raise Unavailable(f"PyTurboJPEG needs the system's libturbojpeg, 3.0 or newer for PyTurboJPEG 2 "
+                          f"(README: PyTurboJPEG); here: {reason}") from None
+    # RGB straight from libjpeg-turbo: PyTurboJPEG's default is BGR
+    return _from_bytes(lambda data: jpeg.decode(data, pixel_format=turbojpeg.TJPF_RGB), source)
+
+
+def _png_shape(data: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR chunk, which always comes first."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise DecodeError(f"{_what(data)}: not a PNG file")
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
+def _kornia_rs(fmt: str, source: str) -> Load:
+    """kornia-rs' own Rust codecs: zune-jpeg for JPEG, the png crate for PNG.
+
+    (Not read_image_jpegturbo: libjpeg-turbo is what most other decoders here use.)
+    Its decode-from-bytes functions want the size up front; reading it from the header
+    is part of what a caller pays."""
+    kornia = _require("kornia_rs")
+    kio = getattr(kornia, "io", kornia)  # 0.2 moved the codecs into kornia_rs.io
+    if fmt == "png":
+        if source == "memory":
+            return lambda data: _rgb(kio.decode_image_png_u8(data, _png_shape(data), "rgb"), data)
+        return lambda path: _rgb(kio.read_image_png_u8(path, "rgb"), path)
+    if source == "file":
+        return lambda path: _rgb(kio.read_image_jpeg(path, "rgb"), path)
+    if "image_shape" not in (kio.decode_image_jpeg.__text_signature__ or ""):  # 0.2: (src)
+        return lambda data: _rgb(kio.decode_image_jpeg(data), data)
+    header = kornia.ImageDecoder().read_header  # 0.1: (src, image_shape, mode)
+
+    def decode(data: bytes) -> np.ndarray:
+        size = header(data)
+        return _rgb(kio.decode_image_jpeg(data, (size.height, size.width), "rgb"), data)
+
+    return decode
+
+
+def _pyspng(fmt: str, source: str) -> Load:
+    pyspng = _require("pyspng")
+    return _from_bytes(lambda data: _rgb(pyspng.load(data, format="RGB"), data), source)
+
+
+def _ajpegli(fmt: str, source: str) -> Load:
+    ajpegli = _require("ajpegli")
+    if source == "memory":
+        return lambda data: _rgb(ajpegli.imdecode(data, mode="RGB"), data)
+    return lambda path: _rgb(ajpegli.imread(path, mode="RGB"), path)
+
+
+def _skimage(fmt: str, source: str) -> Load:
+    if source == "memory":
+        raise Unavailable("skimage.io.imread takes a file name or URL, not bytes "
+                          "(for bytes its users call imageio, measured as `imageio`)")
+    skio = _require("skimage.io")
+    return lambda path: _rgb(skio.imread(path), path)
+
+
+# ------------------------------------------------------------------ array files
+
+
+def _pickle(fmt: str, source: str) -> Load:
+    if source == "memory":
+        return pickle.loads
+
     def load(path: str) -> np.ndarray:
         with open(path, "rb") as f:
             return pickle.load(f)
@@ -100,40 +240,50 @@ def _pickle(fmt: str) -> Load:
     return load
 
 
-def _numpy(fmt: str) -> Load:
+def _numpy(fmt: str, source: str) -> Load:
     # np.load reads .npy natively and falls back to pickle for ndarray.dump files,
     # which is how NumPy's documentation says to read those back
     allow_pickle = fmt != "npy"
-
-    def load(path: str) -> np.ndarray:
-        return np.load(path, allow_pickle=allow_pickle)
-
-    return load
+    if source == "memory":
+        return lambda data: np.load(io.BytesIO(data), allow_pickle=allow_pickle)
+    return lambda path: np.load(path, allow_pickle=allow_pickle)
 
 
-# name -> (formats it reads, builder)
-LOADERS: dict[str, tuple[frozenset[str], Callable[[str], Load]]] = {
+# name -> (formats it reads, builder(fmt, source))
+LOADERS: dict[str, tuple[frozenset[str], Callable[[str, str], Load]]] = {
     "cv2": (frozenset({"png", "jpeg"}), _cv2),
     "pil": (frozenset({"png", "jpeg"}), _pil),
     "imageio": (frozenset({"png", "jpeg"}), _imageio),
     "simplejpeg": (frozenset({"jpeg"}), _simplejpeg),
     "imagecodecs": (frozenset({"png", "jpeg"}), _imagecodecs),
+    "pyvips": (frozenset({"png", "jpeg"}), _pyvips),
+    "turbojpeg": (frozenset({"jpeg"}), _turbojpeg),
+    "kornia-rs": (frozenset({"png", "jpeg"}), _kornia_rs),
+    "pyspng": (frozenset({"png"}), _pyspng),
+    "ajpegli": (frozenset({"jpeg"}), _ajpegli),
+    "skimage": (frozenset({"png", "jpeg"}), _skimage),
     "pickle": (frozenset({"pickle-p2", "pickle-p5"}), _pickle),
     "numpy": (frozenset({"pickle-p2", "pickle-p5", "npy"}), _numpy),
 }
+# The pooled / cold-cache grid (bench_decode, bench_overhead): these five only, so that
+# grid stays within make bench's budget; bench_codecs times every image decoder, warm and
+# sequential, from a file and from memory.
 IMAGE_DECODERS = ("cv2", "pil", "imageio", "simplejpeg", "imagecodecs")
+ALL_IMAGE_DECODERS = IMAGE_DECODERS + ("pyvips", "turbojpeg", "kornia-rs", "pyspng", "ajpegli", "skimage")
 ARRAY_LOADERS = ("pickle", "numpy")
 
 
-def get(name: str, fmt: str) -> Load:
-    """The loader `name` for files of `fmt`; Unavailable if it cannot read them here."""
+def get(name: str, fmt: str, source: str = "file") -> Load:
+    """The loader `name` for `fmt` files from `source`; Unavailable if it cannot do that here."""
     try:
         formats, build = LOADERS[name]
     except KeyError:
         raise ValueError(f"unknown loader {name!r}; known: {', '.join(LOADERS)}") from None
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     if fmt not in formats:
         raise Unavailable(f"{name} does not read {fmt} files")
-    return build(fmt)
+    return build(fmt, source)
 
 
 def limit_library_threads() -> None:

@@ -12,6 +12,7 @@ release ladder's rung, see imgload.ladder): the same version check and `pip chec
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -22,11 +23,14 @@ from importlib import metadata
 from pathlib import Path
 
 from . import buildinfo
+from .errors import UserError
 from .files import write_atomic
 
 
-class EnvCheckError(RuntimeError):
-    pass
+class EnvCheckError(UserError):
+    """A one-line reason an environment does not hold what it must. This module's own entry point
+    (`python -m imgload.envcheck`, asv's install_command) prints it, naming the environment, and
+    exits 1, which stops asv from measuring the environment."""
 
 
 EXACT_VERSION = re.compile(r"[0-9][0-9a-zA-Z.+!]*")  # a release number, no range or wildcard
@@ -102,9 +106,18 @@ def pip_check() -> list[str]:
     return [f"pip check: {line}" for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
 
 
+def record_name(env_name: str) -> str:
+    """The record's file name (without .json) for an environment: asv's own rule for its
+    results files (`asv.results.get_filename`). A stack with many pins has a name of a few
+    hundred characters, longer than a file name may be, so from 128 on it is env-<md5>."""
+    if len(env_name) >= 128:
+        return "env-" + hashlib.md5(env_name.encode("utf-8")).hexdigest()
+    return env_name
+
+
 def record_path(conf: dict, conf_dir: Path, env_name: str) -> Path:
     results = Path(conf_dir) / conf.get("results_dir", ".asv/results")
-    return results.parent / "envinfo" / f"{env_name}.json"
+    return results.parent / "envinfo" / f"{record_name(env_name)}.json"
 
 
 def _write_record(out: Path, pins: dict[str, str], **identity) -> None:

@@ -1,15 +1,17 @@
 """Remote archives -> verified files on disk -> safely unpacked folders.
 
 Downloads go through pooch: into a scratch folder of their own beside the target
-(.<archive>.part-<pid>), hash-checked, then renamed into place; the scratch folder is
-removed whatever happens, and a killed fetch's is removed by the next prepare (no other
-name is ever cleaned up); failures are retried with back-off. A mirror
+(.<archive>.partial-<pid><suffix>, files' one scratch name: pooch's own temporary files
+stay inside it), hash-checked, then renamed into place; the scratch folder is removed
+whatever happens, and a killed fetch's is removed by the next prepare (no other name is
+ever cleaned up); failures are retried with back-off. A mirror
 (IMGLOAD_MIRROR: a folder or a base URL) is tried first by archive file name, so an
 offline site can drop the official archive into a folder. Unpacking extracts into a
-temporary folder with tarfile's "data" filter (no absolute paths, no "..", no links
-leading out, no device files; zip members checked the same way) and renames it into
-place, so a refused or interrupted archive leaves nothing behind. Every deletion goes
-through datasets.remove_owned, confined to what the operation owns.
+scratch folder beside the target with tarfile's "data" filter (no absolute paths, no "..",
+no links leading out, no device files; zip members checked the same way) and renames it
+into place, so a refused or interrupted archive leaves nothing behind. Both go through
+files.replacing, which deletes only the scratch names of the one target it is given.
+A FetchError is a DatasetError: the one line prepare reports, as it is.
 
 The same code runs in `make data` (.venv) and in asv's setup_cache inside every benchmark
 environment: each stack in asv.conf.json pins pooch at the version constraints.txt gives .venv,
@@ -21,7 +23,6 @@ setup_cache's output and stops it after a stretch without any.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import stat
@@ -31,7 +32,8 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .datasets import remove_owned
+from . import files
+from .datasets import DatasetError
 
 RETRIES = 3  # further attempts after a failed download (pooch waits 1 s, 2 s, 3 s)
 TIMEOUT = 60  # seconds requests waits to connect, and for each read: what bounds a stalled download
@@ -41,8 +43,8 @@ TIMEOUT = 60  # seconds requests waits to connect, and for each read: what bound
 PROGRESS_SECONDS = 10.0
 
 
-class FetchError(RuntimeError):
-    pass
+class FetchError(DatasetError):
+    """A one-line reason a dataset's archive cannot be fetched, verified or unpacked."""
 
 
 def _pooch():
@@ -65,13 +67,8 @@ def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retr
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and _hash_of(dest, known_hash) == known_hash.partition(":")[2]:
         return dest
-    scratch = dest.with_name(f".{dest.name}.part-{os.getpid()}")
-    remove_owned(scratch, dest.parent, dest.name)
-    scratch.mkdir()
-    try:
-        os.replace(_fetch_into(scratch / dest.name, url, known_hash, mirror, retries, log), dest)
-    finally:
-        remove_owned(scratch, dest.parent, dest.name)
+    with files.replacing(dest, inside=True) as part:  # pooch's temporary files go in the scratch folder too
+        _fetch_into(part, url, known_hash, mirror, retries, log)
     return dest
 
 
@@ -229,19 +226,14 @@ def _copy_verified(source: Path, known_hash: str, dest: Path) -> Path:
 def unpack(archive: Path, target: Path) -> Path:
     """Extract archive into target (which must not exist yet) all at once, or not at all."""
     archive, target = Path(archive), Path(target)
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    remove_owned(partial, target.parent, target.name)
-    partial.mkdir(parents=True)
-    try:
+    with files.replacing(target) as partial:
+        partial.mkdir()
         if tarfile.is_tarfile(archive):
             _untar(archive, partial)
         elif zipfile.is_zipfile(archive):
             _unzip(archive, partial)
         else:
             raise FetchError(f"{archive}: neither a tar nor a zip archive")
-        os.replace(partial, target)
-    finally:
-        remove_owned(partial, target.parent, target.name)  # gone already once renamed into place
     return target
 
 

@@ -21,14 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 # what a user's pipeline would treat as an image; anything else in the archive is ignored
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG"}
 EXIF_ORIENTATION = 0x0112
 
 
-class ImageFolderError(ValueError):
-    """A one-line reason naming the file or folder at fault."""
+class ImageFolderError(UserError):
+    """A one-line reason naming the file or folder at fault (datasets puts the set's name in front)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ every ref in one transaction, so the repository is never seen half-updated.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import re
@@ -24,17 +25,17 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from . import files
 from .envcheck import EXACT_VERSION, EnvCheckError, canonical, fetch_requirements
-from .files import write_atomic
+from .errors import UserError
+from .files import REPO, write_atomic
 
-REPO = Path(__file__).resolve().parent.parent
 LADDERS = REPO / "ladders"
 BRANCH = "main"
 REQUIREMENTS = "requirements.txt"
@@ -43,7 +44,7 @@ RELEASE_HOUR = 12  # commit time of day (UTC) on a release date
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
-class LadderError(RuntimeError):
+class LadderError(UserError):
     """A one-line, user-facing reason a ladder cannot be read or built."""
 
 
@@ -103,9 +104,9 @@ def _pins(table, where: str) -> dict[str, str]:
 def load(name_or_path: str | os.PathLike) -> Ladder:
     """Read and check a ladder: a name in ladders/ or a path to a .toml file."""
     text = str(name_or_path)
-    path = Path(text) if text.endswith(".toml") else LADDERS / f"{text}.toml"
+    path = files.toml_path(text, LADDERS)
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in LADDERS.glob("*.toml")))
+        known = ", ".join(files.known(LADDERS))
         raise LadderError(f"no ladder {text!r} (a .toml path, or one of: {known})")
     try:
         raw = tomllib.loads(path.read_text())
@@ -208,20 +209,32 @@ def _tag(repo: Path, commit: str, name: str, date: datetime.date) -> str:
     return git(repo, "mktag", stdin=body)
 
 
+def _clear_interrupted(repo: Path) -> None:
+    """What an interrupted build left beside `repo`: its scratch, once that build's process is
+    gone (files.remove_stale), and any `.<repo>.<random>` folder, the tempfile.mkdtemp name
+    builds used before files' one scheme (the ladder's folder is this code's own: nothing
+    else is named so there)."""
+    files.remove_stale(repo.parent, repo.name)
+    for stale in repo.parent.glob(f".{repo.name}.*"):
+        if not files.is_scratch(stale.name, repo.name):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def write_repo(ladder: Ladder, repo: Path) -> list[str]:
     """Create or update the ladder's repository in place; returns the rung commits, oldest first."""
     if not (repo / ".git").is_dir():
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        for stale in repo.parent.glob(f".{repo.name}.*"):  # left by an interrupted build
-            shutil.rmtree(stale, ignore_errors=True)
-        fresh = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
-        git(fresh, "init", "--quiet", "--initial-branch", BRANCH)
+        _clear_interrupted(repo)
         try:
-            os.replace(fresh, repo)  # a half-initialised repository never sits at `repo`
-        except OSError:
-            shutil.rmtree(fresh, ignore_errors=True)
-            if not (repo / ".git").is_dir():
+            with files.replacing(repo) as fresh:  # a half-initialised repository never sits at `repo`
+                fresh.mkdir()
+                git(fresh, "init", "--quiet", "--initial-branch", BRANCH)
+        except OSError as e:
+            if (repo / ".git").is_dir():
+                pass  # another build made it meanwhile
+            elif e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):  # something else sits at `repo`
                 raise LadderError(f"{repo} exists and is not a git repository; remove it and build again") from None
+            else:
+                raise LadderError(f"{repo}: cannot create the ladder's repository ({e.strerror})") from None
     first = ladder.rungs[0].released
     readme = (f"Release ladder of {ladder.library}: one commit per release, oldest first, each tagged with\n"
               f"its version. {REQUIREMENTS} holds the exact pins asv installs for that release.\n")
@@ -329,16 +342,6 @@ def check_built_here(conf_path: Path) -> None:
 # -- python -m imgload ladder ... --------------------------------------------------------
 
 
-def _guarded(func):
-    def run(args) -> int:
-        try:
-            return func(args)
-        except LadderError as e:
-            print(f"imgload: error: {e}", file=sys.stderr)
-            return 2
-    return run
-
-
 def _build_cmd(args) -> int:
     conf = build(args.name, args.ladder_dir)
     ladder = load(args.name)
@@ -371,7 +374,7 @@ def add_commands(sub) -> None:
     b = cmds.add_parser("build", help="write the ladder's git repo and asv config; prints the config path")
     b.add_argument("name", help="a ladder in ladders/ or a path to a ladder .toml")
     b.add_argument("--ladder-dir", help="default: $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository")
-    b.set_defaults(func=_guarded(_build_cmd))
+    b.set_defaults(func=_build_cmd)
 
     f = cmds.add_parser("find", help="asv find over a built ladder, then a verdict: every step confirmed by interleaved re-measurement")
     f.add_argument("name")
@@ -386,10 +389,10 @@ def add_commands(sub) -> None:
                    help="stop adding batches at N samples per release (default: 4 batches)")
     f.add_argument("--ladder-dir")
     f.add_argument("--show-stderr", action="store_true", help="show the benchmarks' stderr (asv find --show-stderr)")
-    f.set_defaults(func=_guarded(_find_cmd))
+    f.set_defaults(func=_find_cmd)
 
     r = cmds.add_parser("refresh", help="rewrite a ladder's versions and release dates from the package index")
     r.add_argument("name")
     r.add_argument("--index-url", help="default: the index pip installs from ($PIP_INDEX_URL, pip's index-url, else pip's default)")
     r.add_argument("--since", help="oldest version to keep (default: the ladder's current oldest)")
-    r.set_defaults(func=_guarded(_refresh_cmd))
+    r.set_defaults(func=_refresh_cmd)

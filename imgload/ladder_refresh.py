@@ -23,6 +23,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from . import ladder as ladders
+from . import files
 from .files import write_atomic
 
 ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -97,7 +98,7 @@ def render(versions: list[str], dates: dict[str, datetime.date]) -> tuple[str, s
 def refresh(name_or_path: str, index_url: str | None = None, since: str | None = None,
             project: dict | None = None, tags=None) -> Path:
     ladder = ladders.load(name_or_path)
-    path = Path(name_or_path) if str(name_or_path).endswith(".toml") else ladders.LADDERS / f"{name_or_path}.toml"
+    path = files.toml_path(name_or_path, ladders.LADDERS)
     index_url = index_url or pip_index()
     project = project if project is not None else fetch_project(index_url, ladder.library)
     oldest = Version(since or ladder.rungs[0].version)

@@ -26,12 +26,13 @@ CIFAR_TRAIN_BATCHES = 5  # the cifar-python layout splits training images into 5
 CIFAR_SIDE = 32
 MAX_SIDE = 65535  # the largest JPEG and PNG side Pillow writes
 
-# A dataset name becomes <data dir>/<name>, <data dir>/.<name>.partial-<pid>, sources/<name>
-# and .locks/<name>.lock: no separator, no leading dot (hidden, and the partial folders'
-# prefix), no leading '-' (it would read as an option on the command line).
+# A dataset name becomes <data dir>/<name>, its scratch <data dir>/.<name>.partial-<pid>
+# (files.scratch_path), sources/<name> and .locks/<name>.lock: no separator, no leading dot
+# (hidden, and the prefix of every scratch name files.is_scratch recognizes: no set's name
+# is another's scratch), no leading '-' (it would read as an option on the command line).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 NAME_RULE = "a plain name (the set's folder in the data dir): letters, digits, '.', '_' or '-', starting with a letter or digit, at most 100 characters"
-# An archive name becomes downloads/<archive> and downloads/.<archive>.part-<pid>.
+# An archive name becomes downloads/<archive> and its scratch downloads/.<archive>.partial-<pid><suffix>.
 ARCHIVE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}")
 ARCHIVE_RULE = "a plain file name (letters, digits, '.', '_', '+' or '-', not starting with '.'; no folders)"
 

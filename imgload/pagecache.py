@@ -11,15 +11,16 @@ over a read-only mapping.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import mmap
 import os
 import sys
 from collections.abc import Iterable
 
+from .files import libc
+
 _PAGE = mmap.PAGESIZE
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = libc()
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
@@ -38,7 +39,9 @@ class _Cachestat(ctypes.Structure):
 
 
 class PageCacheError(RuntimeError):
-    pass
+    """Cold or warm could not be made or verified: a signal inside a benchmark, not a user error
+    (errors.UserError). `data prepare` turns the one a user can act on (a data dir on tmpfs)
+    into a DatasetError."""
 
 
 def evict(files: Iterable[str]) -> None:

@@ -8,7 +8,6 @@ leaves a gap, never an error.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +16,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .execution import parse as parse_execution  # noqa: E402
+from .files import replacing  # noqa: E402
 
 NEEDED = {"decoder", "format", "execution", "cache"}
 DPI = 110
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    """The figure as `path`, whole or not at all (the scratch name ends in .png: savefig goes by it)."""
+    try:
+        with replacing(path) as scratch:
+            fig.savefig(scratch, dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _levels(t, name: str) -> list:

@@ -21,10 +21,13 @@ from pathlib import Path
 
 from asv import results as asv_results
 
+from .envcheck import record_name
+from .errors import UserError
+
 SAMPLE_KEYS = ("bench_sample.Sample.track_images_per_call", "bench_sample.Sample.track_pixels_per_image")
 
 
-class ResultsError(RuntimeError):
+class ResultsError(UserError):
     """A one-line reason a results folder cannot be reported on."""
 
 
@@ -157,7 +160,7 @@ def build_record(envinfo_dir: Path, machine: str, env_name: str) -> dict | None:
     """envcheck's record for env_name: envinfo/<machine>/ when that folder exists (records
     merged from another machine), else envinfo/ itself, where this host's envcheck writes."""
     folder = envinfo_dir / machine
-    path = (folder if folder.is_dir() else envinfo_dir) / f"{env_name}.json"
+    path = (folder if folder.is_dir() else envinfo_dir) / f"{record_name(env_name)}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

@@ -16,12 +16,11 @@ import base64
 import hashlib
 import re
 import shutil
-import sys
 from pathlib import Path
 
-from .files import write_atomic
+from .errors import UserError
+from .files import REPO, write_atomic
 
-REPO = Path(__file__).resolve().parent.parent
 NODE_MODULES = REPO / "site" / "node_modules"
 
 # CDN address in asv's index.html -> file in site/node_modules (vendor/ keeps these paths)
@@ -43,8 +42,8 @@ ALSO = ("bootstrap/dist/fonts",)
 TAG = re.compile(r'<(?P<tag>script|link)\b(?P<pre>[^>]*?)\s(?P<attr>src|href)="(?P<url>https?://[^"]+)"(?P<rest>[^>]*)>')
 
 
-class SiteError(RuntimeError):
-    pass
+class SiteError(UserError):
+    """A one-line reason the published site cannot be made self-contained."""
 
 
 def _integrity(data: bytes, algorithm: str) -> str:
@@ -75,7 +74,7 @@ def _retag(match: re.Match, html_dir: Path, modules: Path, report: list[str]) ->
 def vendor(html_dir: str | Path, modules: str | Path = NODE_MODULES) -> list[str]:
     """Point every page of the published site at local copies; one line per file vendored."""
     html_dir, modules = Path(html_dir), Path(modules)
-    pages = sorted(html_dir.glob("*.html"))
+    pages = sorted(p for p in html_dir.glob("*.html") if not p.name.startswith("."))  # not a scratch copy
     if not (html_dir / "index.html").is_file():
         raise SiteError(f"{html_dir}: no index.html; run asv publish first (make publish)")
     report: list[str] = []
@@ -98,11 +97,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        lines = vendor(args.html, args.node_modules)
-    except SiteError as e:
-        print(f"imgload: error: {e}", file=sys.stderr)
-        return 2
+    """A SiteError goes up to cli.main, which prints it."""
+    lines = vendor(args.html, args.node_modules)
     for line in lines:
         print(f"imgload: vendored {line}")
     return 0

@@ -32,7 +32,15 @@ LOADS = {
     "ArrayFiles": ("small", "sample"),
     "Overhead": ("small", "sample"),
     "CifarBatch": ("small", "batch"),
+    "SmallCodecs": ("small", "codecs"),
+    "LargeCodecs": ("large", "codecs"),
 }
+
+# bench_codecs times every image decoder from a file and from memory, some seventy
+# combinations per stack: each of its calls loads every CODECS_STRIDE-th file of the profile's
+# sample, which keeps the class near a minute per stack (make bench's budget) and its calls
+# still long enough (milliseconds) to time. bench_sample records the resulting count.
+CODECS_STRIDE = 4
 
 
 def small_dataset() -> str:
@@ -72,11 +80,25 @@ def _say(msg: str) -> None:
 
 
 def images_per_call(root: str, what: str) -> int:
-    """Images one timed call loads: the profile's sample of files, or one whole CIFAR batch."""
+    """Images one timed call loads: the profile's sample of files, bench_codecs' share of it,
+    or one whole CIFAR batch."""
     index = datasets.load_index(root)
     if what == "batch":
         return int(index["batches"][cifar.TRAIN_BATCHES[0]]["count"])
+    if what == "codecs":
+        return len(_codec_indices(index))
     return len(datasets.sample_indices(index, datasets.profile()))
+
+
+def _codec_indices(index: dict):
+    """An evenly spread share of the profile's sample: every CODECS_STRIDE-th image of it."""
+    return datasets.sample_indices(index, datasets.profile())[::CODECS_STRIDE]
+
+
+def codec_files(root: str, fmt: str) -> list[str]:
+    """The files one bench_codecs call loads."""
+    index = datasets.load_index(root)
+    return datasets.file_paths(root, index, fmt, _codec_indices(index))
 
 
 def pixels_per_image(root: str) -> int:

@@ -1,46 +1,16 @@
+"""The fixtures the tests share; everything else they share is in helpers.py."""
+
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from .helpers import REPO, TINY_CIFAR, TINY_LARGE, TWO_STACK_BENCHMARKS, asv_config
+
 sys.path.insert(0, str(REPO))
 
 from imgload import datasets  # noqa: E402
-
-TINY_CIFAR = """
-name = "tiny-cifar"
-description = "5 x 20 training + 20 test images, CIFAR layout"
-licence = "CC0-1.0"
-layout = "cifar-python"
-formats = ["png", "jpeg", "pickle-p2", "pickle-p5", "npy"]
-batches = true
-[source]
-kind = "synthetic"
-seed = 7
-shape = [32, 32]
-train = 100
-test = 20
-[sample]
-default = 16
-"""
-
-TINY_LARGE = """
-name = "tiny-large"
-description = "6 images of 75x100"
-licence = "CC0-1.0"
-layout = "arrays"
-formats = ["png", "jpeg"]
-[source]
-kind = "synthetic"
-seed = 8
-shape = [75, 100]
-train = 5
-test = 1
-[sample]
-default = 4
-"""
 
 
 @pytest.fixture(scope="session")
@@ -72,31 +42,6 @@ def clean_env(monkeypatch):
     for var in ("IMGLOAD_DATA_DIR", "IMGLOAD_PROFILE", "IMGLOAD_DATASET", "IMGLOAD_LARGE_DATASET"):
         monkeypatch.delenv(var, raising=False)
     return os.environ
-
-
-# A real asv run of a few benchmarks in two library stacks on the tiny datasets, shared by
-# the report and site tests. The oldest stack lacks simplejpeg, so some results are n/a.
-TWO_STACK_BENCHMARKS = [
-    r"SmallImages.time_decode\('(cv2|simplejpeg)', 'jpeg', '(sequential|threads-2)'",
-    r"Overhead.(time_bare_loop|time_sequential|track_sequential_over_bare)\('cv2', 'jpeg'",
-    r"^bench_sample",
-]
-
-
-def asv_config(tmp: Path, stacks: list[dict], **dirs) -> Path:
-    """An asv config for the real suite with only `stacks`, writing under `tmp`."""
-    import json
-
-    conf = json.loads((REPO / "asv.conf.json").read_text())
-    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), env_dir="env", results_dir="results",
-                html_dir="html", include=stacks,
-                branches=["HEAD"])  # publish graphs the checked-out commit, whatever branch CI is on
-    conf.update(dirs)
-    path = tmp / "asv.conf.json"
-    path.write_text(json.dumps(conf))
-    if not (tmp / "imgload").exists():  # install_command runs `python -m imgload.envcheck` in the config's folder
-        (tmp / "imgload").symlink_to(REPO / "imgload")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO, asv_config, codecs_na_by_design
 
 pytestmark = pytest.mark.asv
 ASV = [sys.executable, "-m", "asv"]
@@ -27,16 +27,11 @@ def test_asv_check_discovers_every_benchmark():
 def asv_run(tmp_path_factory, manifests):
     """`asv run --quick` of the whole suite in the newest stack, on the tiny datasets."""
     tmp = tmp_path_factory.mktemp("asv")
-    conf = json.loads((REPO / "asv.conf.json").read_text())
-    stack = conf["include"][-1]
-    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), env_dir="env", results_dir="results",
-                html_dir="html", include=[stack])
-    (tmp / "asv.conf.json").write_text(json.dumps(conf))
-    # the shipped install_command runs `python -m imgload.envcheck` in the config's folder
-    (tmp / "imgload").symlink_to(REPO / "imgload")
+    stack = json.loads((REPO / "asv.conf.json").read_text())["include"][-1]
+    conf_path = asv_config(tmp, [stack])
     env = dict(os.environ, IMGLOAD_DATASET=str(manifests["small"]), IMGLOAD_LARGE_DATASET=str(manifests["large"]),
                IMGLOAD_DATA_DIR=str(tmp / "data"))
-    config = ["--config", str(tmp / "asv.conf.json")]
+    config = ["--config", str(conf_path)]
     subprocess.run([*ASV, "machine", "--yes", "--machine", "imgload-test", *config], env=env, check=True, capture_output=True)
     out = subprocess.run([*ASV, "run", "--quick", "--show-stderr", "--machine", "imgload-test", *config, "HEAD^!"],
                          env=env, capture_output=True, text=True, timeout=1500)
@@ -68,6 +63,8 @@ def test_run_writes_a_result_for_every_benchmark_and_combination(asv_run):
         for combo, value in zip(combos, row["result"]):
             combo = {k: v.strip("'") for k, v in combo.items()}
             expected_na = any(all(combo.get(k) == v for k, v in rule.items()) for rule in NOT_APPLICABLE)
+            if name.startswith("bench_codecs."):  # every decoder x format x source: n/a where it cannot
+                expected_na = codecs_na_by_design(combo["decoder"], combo["format"], combo["source"])
             assert value is not None, f"{name} {combo} failed"
             assert math.isnan(value) == expected_na, f"{name} {combo}: {value}"
             assert expected_na or value > 0

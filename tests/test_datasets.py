@@ -15,7 +15,7 @@ from PIL import Image
 
 from imgload import cifar, cli, datasets, materialize
 
-from .test_inputs import snapshot
+from .helpers import snapshot
 
 REPO = datasets.REPO
 

@@ -1,10 +1,30 @@
+import io
+import itertools
+import json
+import math
+import os
+import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from imgload import datasets, decoders
+
+from .helpers import REPO, codecs_na_by_design
+
+# JPEG decoders may differ from Pillow's libjpeg-turbo: kornia-rs decodes with zune-jpeg and
+# ajpegli with jpegli, whose IDCTs and chroma upsampling round differently. Measured against
+# Pillow on every image of the default datasets (3,000 32x32, 256 500x375, quality 90 4:2:0):
+# zune-jpeg up to 10 levels at a pixel and 0.43 on average over an image, jpegli up to 13 and
+# 1.06; the libjpeg-turbo family (cv2, imageio, simplejpeg, imagecodecs, pyvips' mozjpeg,
+# skimage) is identical. The bounds leave room for other images and releases; a swapped
+# channel order or a shifted image is off by tens on average, far outside them.
+JPEG_MAX_DIFF = 16
+JPEG_MEAN_DIFF = 1.5
+SAMPLED = (0, 2, 4)  # images of each tiny set compared (the tiny-large set has 5 training images)
 
 
 def _available(names, fmt):
@@ -32,21 +52,6 @@ def test_decoders_agree_on_shape_dtype_and_order(tiny, fmt):
                 assert np.array_equal(a, source[i]), name
             else:  # libjpeg builds may round differently, never by much
                 assert np.abs(a.astype(int) - arrays["pil"]).max() <= 4, name
-
-
-@pytest.mark.parametrize("fmt,suffix", [("png", ".png"), ("jpeg", ".jpg")])
-def test_channel_order_is_rgb(tmp_path, fmt, suffix):
-    img = np.zeros((16, 48, 3), np.uint8)
-    img[:, :16, 0] = 255  # red, green, blue stripes
-    img[:, 16:32, 1] = 255
-    img[:, 32:, 2] = 255
-    path = tmp_path / f"rgb{suffix}"
-    Image.fromarray(img).save(path, quality=95)
-    for name, load in _available(decoders.IMAGE_DECODERS, fmt).items():
-        a = load(str(path)).astype(int)
-        for stripe, channel in enumerate((0, 1, 2)):
-            mean = a[4:12, stripe * 16 + 4 : stripe * 16 + 12].mean(axis=(0, 1))
-            assert mean.argmax() == channel and mean[channel] > 200, (name, stripe, mean)
 
 
 @pytest.mark.parametrize("fmt", ["pickle-p2", "pickle-p5", "npy"])
@@ -78,4 +83,176 @@ def test_unreadable_file_names_the_file(tmp_path):
     with pytest.raises(decoders.DecodeError, match="broken.png"):
         decoders.get("cv2", "png")(str(bad))
     with pytest.raises(ValueError, match="unknown loader"):
-        decoders.get("tensorflow", "png")
+        decoders.get("no-such-decoder", "png")
+    with pytest.raises(ValueError, match="unknown source"):
+        decoders.get("pil", "png", "network")
+
+
+# ------------------------------------------------------------------ every decoder, every source
+
+
+def _input(path: str, source: str) -> str | bytes:
+    if source == "file":
+        return path
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _loader_or_skip(name: str, fmt: str, source: str):
+    """The loader, or a skip naming why it is n/a here (asv shows the same as n/a)."""
+    try:
+        return decoders.get(name, fmt, source)
+    except decoders.Unavailable as e:
+        pytest.skip(f"n/a: {e}")
+
+
+@pytest.mark.parametrize("source", decoders.SOURCES)
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+@pytest.mark.parametrize("name", decoders.ALL_IMAGE_DECODERS)
+def test_every_decoder_matches_pillow(tiny, tiny_large, name, fmt, source):
+    load = _loader_or_skip(name, fmt, source)
+    for root in (tiny, tiny_large):
+        index = datasets.load_index(root)
+        for i in SAMPLED:
+            path = datasets.file_path(root, index, fmt, i)
+            expected = np.asarray(Image.open(path).convert("RGB"))
+            got = load(_input(path, source))
+            assert isinstance(got, np.ndarray) and got.dtype == np.uint8, (name, path)
+            assert got.shape == expected.shape == tuple(index["shape"]), (name, path)
+            if fmt == "png":  # lossless: exactly Pillow's pixels
+                assert np.array_equal(got, expected), (name, path)
+            else:
+                diff = np.abs(got.astype(np.int16) - expected)
+                assert diff.max() <= JPEG_MAX_DIFF and diff.mean() <= JPEG_MEAN_DIFF, (name, path, diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("source", decoders.SOURCES)
+@pytest.mark.parametrize("fmt,suffix", [("png", ".png"), ("jpeg", ".jpg")])
+@pytest.mark.parametrize("name", decoders.ALL_IMAGE_DECODERS)
+def test_every_decoder_returns_rgb_order(tmp_path, name, fmt, suffix, source):
+    load = _loader_or_skip(name, fmt, source)
+    img = np.zeros((16, 48, 3), np.uint8)
+    img[:, :16, 0] = 255  # red, green, blue stripes
+    img[:, 16:32, 1] = 255
+    img[:, 32:, 2] = 255
+    path = tmp_path / f"rgb{suffix}"
+    Image.fromarray(img).save(path, quality=95)
+    a = load(_input(str(path), source)).astype(int)
+    for stripe in range(3):
+        mean = a[4:12, stripe * 16 + 4 : stripe * 16 + 12].mean(axis=(0, 1))
+        assert mean.argmax() == stripe and mean[stripe] > 200, (name, stripe, mean)
+
+
+NEW_LIBRARIES = [("pyvips", "pyvips", "png"), ("turbojpeg", "turbojpeg", "jpeg"), ("kornia-rs", "kornia_rs", "png"),
+                 ("pyspng", "pyspng", "png"), ("ajpegli", "ajpegli", "jpeg"), ("skimage", "skimage.io", "png")]
+
+
+@pytest.mark.parametrize("name,module,fmt", NEW_LIBRARIES)
+def test_a_missing_library_is_na_naming_it(monkeypatch, name, module, fmt):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail, installed or not
+    with pytest.raises(decoders.Unavailable, match=f"{module} is not installed"):
+        decoders.get(name, fmt, "file")
+
+
+def _fake_turbojpeg(monkeypatch, init):
+    """A stand-in PyTurboJPEG whose TurboJPEG() runs `init` (the system library's part)."""
+    fake = types.ModuleType("turbojpeg")
+    fake.TJPF_RGB, fake.TJPF_BGR = 0, 1
+
+    class TurboJPEG:
+        def __init__(self):
+            init()
+
+        def decode(self, data, pixel_format=fake.TJPF_BGR):
+            self.decoded = (data, pixel_format)
+            return np.zeros((2, 2, 3), np.uint8)
+
+    fake.TurboJPEG = TurboJPEG
+    monkeypatch.setitem(sys.modules, "turbojpeg", fake)
+    return fake
+
+
+def test_turbojpeg_without_libturbojpeg_is_na_saying_so(monkeypatch):
+    def no_library():
+        raise RuntimeError("Unable to locate turbojpeg library automatically.\nsecond line")
+
+    _fake_turbojpeg(monkeypatch, no_library)
+    with pytest.raises(decoders.Unavailable, match="libturbojpeg.*Unable to locate turbojpeg library automatically\\.$"):
+        decoders.get("turbojpeg", "jpeg")
+
+
+@pytest.mark.parametrize("source", decoders.SOURCES)
+def test_turbojpeg_decodes_to_rgb_not_its_default_bgr(monkeypatch, tmp_path, source):
+    calls = []
+    fake = _fake_turbojpeg(monkeypatch, lambda: None)
+    real_decode = fake.TurboJPEG.decode
+    monkeypatch.setattr(fake.TurboJPEG, "decode", lambda self, data, **kw: calls.append(kw) or real_decode(self, data, **kw))
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"jpeg bytes")
+    decoders.get("turbojpeg", "jpeg", source)(_input(str(path), source))
+    assert calls == [{"pixel_format": fake.TJPF_RGB}]
+
+
+def test_skimage_from_memory_is_na_with_the_reason():
+    with pytest.raises(decoders.Unavailable, match="file name or URL, not bytes"):
+        decoders.get("skimage", "png", "memory")
+
+
+def test_pyvips_decodes_on_every_call(tmp_path):
+    """libvips caches loads and decodes lazily: a second load of a changed file must see the
+    new pixels (a cached image would not), and the result is a plain, filled ndarray."""
+    load = _loader_or_skip("pyvips", "png", "file")
+    path = tmp_path / "x.png"
+    for value in (0, 200):
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
+        got = load(str(path))
+        assert type(got) is np.ndarray and got.shape == (8, 8, 3) and (got == value).all()
+
+
+def test_a_broken_input_from_memory_is_named_by_its_size():
+    with pytest.raises(decoders.DecodeError, match="<13 bytes in memory>"):
+        decoders.get("cv2", "png", "memory")(b"not an image!")
+
+
+def test_kornia_png_from_memory_reads_the_size_from_the_header():
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((3, 5, 3), np.uint8)).save(buf, format="PNG")
+    assert decoders._png_shape(buf.getvalue()) == (3, 5)
+    with pytest.raises(decoders.DecodeError, match="not a PNG"):
+        decoders._png_shape(b"GIF89a" + bytes(30))
+
+
+# ------------------------------------------------------------------ bench_codecs under asv
+
+
+@pytest.mark.asv
+def test_asv_runs_every_codecs_benchmark_or_shows_na_by_design(tmp_path, manifests):
+    """A real `asv run --quick` of bench_codecs in .venv's own environment (no environment
+    to build), smoke profile, on the tiny datasets: every combination measured or n/a by design."""
+    conf = json.loads((REPO / "asv.conf.json").read_text())
+    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), results_dir=str(tmp_path / "results"),
+                html_dir=str(tmp_path / "html"), env_dir=str(tmp_path / "env"))
+    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
+    env = dict(os.environ, IMGLOAD_PROFILE="smoke", IMGLOAD_DATASET=str(manifests["small"]),
+               IMGLOAD_LARGE_DATASET=str(manifests["large"]), IMGLOAD_DATA_DIR=str(tmp_path / "data"))
+    asv = [sys.executable, "-m", "asv"]
+    config = ["--config", str(tmp_path / "asv.conf.json")]
+    subprocess.run([*asv, "machine", "--yes", "--machine", "imgload-codecs", *config], env=env, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    # --set-commit-hash: asv saves no results of an existing environment without one
+    out = subprocess.run([*asv, "run", "--quick", "--show-stderr", "--machine", "imgload-codecs", *config,
+                          "-E", f"existing:{sys.executable}", "--set-commit-hash", head, "-b", r"^bench_codecs\."],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    [results] = [p for p in (tmp_path / "results" / "imgload-codecs").glob("*.json") if p.name != "machine.json"]
+    data = json.loads(results.read_text())
+    rows = {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}
+    assert set(rows) == {"bench_codecs.SmallCodecs.time_decode", "bench_codecs.LargeCodecs.time_decode"}
+    for name, row in rows.items():
+        combos = [tuple(v.strip("'") for v in c) for c in itertools.product(*row["params"])]
+        assert len(combos) == len(row["result"]) == len(decoders.ALL_IMAGE_DECODERS) * 2 * len(decoders.SOURCES)
+        for combo, value in zip(combos, row["result"]):
+            assert value is not None, f"{name} {combo} failed"
+            assert math.isnan(value) == codecs_na_by_design(*combo), f"{name} {combo}: {value}"
+            assert math.isnan(value) or value > 0
+

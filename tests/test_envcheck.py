@@ -4,11 +4,12 @@ import sys
 from importlib import metadata
 
 import pytest
+from asv import results as asv_results
 from packaging.version import Version
 
 from imgload import envcheck
 
-from .conftest import REPO
+from .helpers import REPO
 
 CONF = json.loads((REPO / "asv.conf.json").read_text())
 
@@ -56,10 +57,10 @@ def test_loose_pins_and_unknown_stacks_are_refused():
         envcheck.stack_pins(conf, "other")
 
 
-def _run_check(tmp_path, req, stack="test-stack"):
+def _run_check(tmp_path, req, stack="test-stack", env_name="virtualenv-test"):
     conf = {"results_dir": "out/results", "include": [{"python": "3.11", "env": {"IMGLOAD_STACK": "test-stack"}, "req": req}]}
     (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
-    env = {"IMGLOAD_STACK": stack, "ASV_ENV_NAME": "virtualenv-test", "PATH": "/usr/bin:/bin"}
+    env = {"IMGLOAD_STACK": stack, "ASV_ENV_NAME": env_name, "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "imgload.envcheck", str(tmp_path / "asv.conf.json")],
                           cwd=REPO, env=env, capture_output=True, text=True)
 
@@ -78,6 +79,22 @@ def test_check_records_a_verified_environment(tmp_path):
     assert out.returncode == 0, out.stderr
     record = json.loads((tmp_path / "out" / "envinfo" / "virtualenv-test.json").read_text())
     assert record["pins"] == pins == record["installed"] and record["stack"] == "test-stack"
+
+
+def test_a_stack_name_too_long_for_a_file_name_is_recorded_under_asvs_hashed_name(tmp_path):
+    """asv names an environment after every pin: the 2026-11 stack's name has 278 characters,
+    more than a file name may have. The record takes asv's own short name, and the report
+    finds it there."""
+    from imgload import results
+
+    pins = {"numpy": metadata.version("numpy")}
+    long_name = "virtualenv-py3.11-" + "-".join(f"package{i}1.2.3" for i in range(20))
+    assert len(long_name) > 255
+    out = _run_check(tmp_path, pins, env_name=long_name)
+    assert out.returncode == 0, out.stderr
+    (path,) = (tmp_path / "out" / "envinfo").glob("*.json")
+    assert path.name == asv_results.get_filename("m", "0" * 8, long_name).split("-", 1)[1]
+    assert results.build_record(tmp_path / "out" / "envinfo", "m", long_name)["pins"] == pins
 
 
 def _requires(name: str) -> set[str]:

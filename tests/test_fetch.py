@@ -1,53 +1,29 @@
 """Remote datasets, all offline: a server on 127.0.0.1 started here, and file mirrors."""
 
-import contextlib
-import hashlib
 import io
 import os
-import pickle
 import re
 import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from imgload import cifar, datasets, fetch, synthetic
+from imgload import cifar, datasets, fetch
 
-from .conftest import REPO
-from .localhttp import Handler, serve
-
-N_TRAIN, N_TEST = 25, 5
-
-
-def _cifar_tree(root, payload=None):
-    imgs = synthetic.images(21, N_TRAIN + N_TEST, (32, 32))
-    labels = synthetic.labels(21, N_TRAIN + N_TEST)
-    names = [f"img_{i}.png" for i in range(N_TRAIN + N_TEST)]
-    cifar.write(root / cifar.FOLDER, cifar.Split(imgs[:N_TRAIN], labels[:N_TRAIN], names[:N_TRAIN]),
-                cifar.Split(imgs[N_TRAIN:], labels[N_TRAIN:], names[N_TRAIN:]))
-    if payload is not None:
-        (root / cifar.FOLDER / "data_batch_1").write_bytes(pickle.dumps(payload, protocol=2))
-    return imgs, labels
-
-
-def _tar_gz(src_root, archive):
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src_root / cifar.FOLDER, arcname=cifar.FOLDER)
-    return hashlib.md5(archive.read_bytes()).hexdigest()
+from .helpers import N_TEST, N_TRAIN, REPO, Handler, Lines, cifar_tree, gated, reaped, remote_manifest, serve, tar_gz
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     d = tmp_path_factory.mktemp("archive")
-    imgs, labels = _cifar_tree(d / "src")
+    imgs, labels = cifar_tree(d / "src")
     path = d / "cifar-10-python.tar.gz"
-    return path, _tar_gz(d / "src", path), imgs, labels
+    return path, tar_gz(d / "src", path), imgs, labels
 
 
 @pytest.fixture
@@ -62,16 +38,6 @@ def quick_retries(monkeypatch):
     monkeypatch.delenv("IMGLOAD_MIRROR", raising=False)
 
 
-def _manifest(tmp_path, url, md5, name="remote-cifar"):
-    text = (REPO / "datasets" / "cifar10.toml").read_text()
-    text = text.replace('name = "cifar10"', f'name = "{name}"')
-    text = text.replace("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", url)
-    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace("default = 1000", "default = 8")
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
 CLOSED = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # discard port: nothing listens
 
 
@@ -81,19 +47,19 @@ def _leftovers(data_dir):
 
 def test_fetched_archive_prepares_every_image_exactly(archive, server, tmp_path):
     _, md5, imgs, labels = archive
-    path = datasets.prepare(_manifest(tmp_path, server.url, md5), tmp_path / "data")
+    path = datasets.prepare(remote_manifest(tmp_path, server.url, md5), tmp_path / "data")
     index = datasets.load_index(path)
     assert index["count"] == N_TRAIN + N_TEST and index["labels"] == labels.tolist()
     assert index["filenames"][:2] == ["img_0.png", "img_1.png"]
     for i in range(N_TRAIN + N_TEST):
         assert np.array_equal(np.asarray(Image.open(path / "png" / f"{i:05d}.png")), imgs[i])
     requests = server.requests
-    assert datasets.prepare(_manifest(tmp_path, server.url, md5), tmp_path / "data") == path
+    assert datasets.prepare(remote_manifest(tmp_path, server.url, md5), tmp_path / "data") == path
     assert server.requests == requests, "a prepared set is reused without fetching"
 
 
 def test_url_option_replaces_the_manifest_url(archive, server, tmp_path):
-    manifest = _manifest(tmp_path, CLOSED, archive[1])
+    manifest = remote_manifest(tmp_path, CLOSED, archive[1])
     out = subprocess.run([sys.executable, "-m", "imgload", "data", "prepare", str(manifest), "--url", server.url,
                           "--data-dir", str(tmp_path / "data"), "-q"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -103,7 +69,7 @@ def test_url_option_replaces_the_manifest_url(archive, server, tmp_path):
 def test_wrong_hash_says_expected_and_got_and_keeps_nothing(archive, server, tmp_path):
     wrong = "0" * 32
     with pytest.raises(datasets.DatasetError) as e:
-        datasets.prepare(_manifest(tmp_path, server.url, wrong), tmp_path / "data")
+        datasets.prepare(remote_manifest(tmp_path, server.url, wrong), tmp_path / "data")
     assert wrong in str(e.value) and archive[1] in str(e.value)
     assert _leftovers(tmp_path / "data") == []
     assert not (tmp_path / "data" / "remote-cifar").exists()
@@ -112,20 +78,20 @@ def test_wrong_hash_says_expected_and_got_and_keeps_nothing(archive, server, tmp
 def test_truncated_download_fails_cleanly(archive, server, tmp_path):
     server.truncate = True
     with pytest.raises(datasets.DatasetError, match=r"127.0.0.1.*download failed after 2 attempts: IncompleteRead\(\d+ bytes read"):
-        datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+        datasets.prepare(remote_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
     assert server.requests == 2  # first try and one retry
     assert _leftovers(tmp_path / "data") == []
 
 
 def test_unreachable_server_gives_the_root_cause(archive, tmp_path):
     with pytest.raises(datasets.DatasetError) as e:
-        datasets.prepare(_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
+        datasets.prepare(remote_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
     assert str(e.value) == f"{CLOSED}: download failed after 2 attempts: [Errno 111] Connection refused"
 
 
 def test_server_error_then_success_is_retried(archive, server, tmp_path):
     server.fail_first = 1
-    path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    path = datasets.prepare(remote_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
     assert server.requests == 2 and (path / datasets.MARKER).is_file()
 
 
@@ -134,7 +100,7 @@ def test_mirror_folder_is_used_first(archive, tmp_path, monkeypatch):
     mirror.mkdir()
     (mirror / "cifar-10-python.tar.gz").write_bytes(archive[0].read_bytes())
     monkeypatch.setenv("IMGLOAD_MIRROR", str(mirror))
-    path = datasets.prepare(_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
+    path = datasets.prepare(remote_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
 
 
@@ -144,7 +110,7 @@ def test_corrupt_mirror_copy_is_an_error_naming_it(archive, tmp_path, monkeypatc
     (mirror / "cifar-10-python.tar.gz").write_bytes(archive[0].read_bytes()[:-10])
     monkeypatch.setenv("IMGLOAD_MIRROR", str(mirror))
     with pytest.raises(datasets.DatasetError, match=f"{mirror}.*expected {archive[1]}"):
-        datasets.prepare(_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
+        datasets.prepare(remote_manifest(tmp_path, CLOSED, archive[1]), tmp_path / "data")
     assert _leftovers(tmp_path / "data") == []
 
 
@@ -172,12 +138,12 @@ class _Payload:
 
 def test_archive_with_a_malicious_batch_is_refused_before_it_runs(tmp_path, server):
     marker = tmp_path / "payload-ran"
-    _cifar_tree(tmp_path / "src", payload={"data": _Payload(str(marker)), "labels": [], "filenames": []})
+    cifar_tree(tmp_path / "src", payload={"data": _Payload(str(marker)), "labels": [], "filenames": []})
     evil = tmp_path / "cifar-10-python.tar.gz"
-    md5 = _tar_gz(tmp_path / "src", evil)
+    md5 = tar_gz(tmp_path / "src", evil)
     server.body = evil.read_bytes()
     with pytest.raises(datasets.DatasetError, match="refusing .*data_batch_1.*open"):
-        datasets.prepare(_manifest(tmp_path, server.url, md5), tmp_path / "data")
+        datasets.prepare(remote_manifest(tmp_path, server.url, md5), tmp_path / "data")
     assert not marker.exists()
     assert not (tmp_path / "data" / "remote-cifar").exists()
 
@@ -253,7 +219,7 @@ class _SlowHandler(Handler):
 def _downloading(data) -> bool:
     """pooch's temporary file, in the download's own scratch folder, exists and has bytes in it
     (a failed attempt's may vanish meanwhile)."""
-    for part in data.glob("downloads/.cifar-10-python.tar.gz.part-*/tmp*"):
+    for part in data.glob("downloads/.cifar-10-python.tar.gz.partial-*/tmp*"):
         try:
             if part.stat().st_size > 0:
                 return True
@@ -265,10 +231,10 @@ def _downloading(data) -> bool:
 def test_prepare_killed_during_download_recovers(archive, server, tmp_path):
     data = tmp_path / "data"
     with serve(archive[0].read_bytes(), "cifar-10-python.tar.gz", _SlowHandler) as slow:
-        _kill_prepare_when(_manifest(tmp_path, slow.url, archive[1]), data, lambda: _downloading(data), "mid-download")
+        _kill_prepare_when(remote_manifest(tmp_path, slow.url, archive[1]), data, lambda: _downloading(data), "mid-download")
         assert not (data / "downloads" / "cifar-10-python.tar.gz").exists(), "a partial download is never renamed into place"
         assert not (data / "remote-cifar").exists()
-    path = datasets.prepare(_manifest(tmp_path, server.url, archive[1]), data)
+    path = datasets.prepare(remote_manifest(tmp_path, server.url, archive[1]), data)
     assert datasets.load_index(path)["count"] == N_TRAIN + N_TEST
     assert _leftovers(data) == ["cifar-10-python.tar.gz"], "stale temporary downloads are removed"
 
@@ -282,7 +248,7 @@ def test_stale_download_clean_up_touches_only_this_archives_scratch(archive, ser
     for rel, body in {**kept, ".cifar-10-python.tar.gz.part-77/tmpzz": b"half"}.items():
         (downloads / rel).parent.mkdir(parents=True, exist_ok=True)
         (downloads / rel).write_bytes(body)
-    datasets.prepare(_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
+    datasets.prepare(remote_manifest(tmp_path, server.url, archive[1]), tmp_path / "data")
     assert not (downloads / ".cifar-10-python.tar.gz.part-77").exists()
     assert {rel: (downloads / rel).read_bytes() for rel in kept} == kept
     assert sorted(p.name for p in downloads.iterdir()) == sorted([".other.tar.gz.part-5", "cifar-10-python.tar.gz", "cifar-10-python.tar.gz.part-1", "tmp_notes.txt", "tmpk2x9"])
@@ -319,13 +285,13 @@ def test_prepare_rebuilds_a_set_that_lost_files(manifests, tmp_path):
 
 def test_prepare_killed_during_unpack_recovers(tmp_path, server):
     # zeros compress to almost nothing but take a while to write: time enough to land a kill
-    _cifar_tree(tmp_path / "src")
+    cifar_tree(tmp_path / "src")
     with open(tmp_path / "src" / cifar.FOLDER / "padding.bin", "wb") as f:
         f.truncate(400 << 20)
     archive = tmp_path / "cifar-10-python.tar.gz"
-    md5 = _tar_gz(tmp_path / "src", archive)
+    md5 = tar_gz(tmp_path / "src", archive)
     server.body = archive.read_bytes()
-    manifest, data = _manifest(tmp_path, server.url, md5), tmp_path / "data"
+    manifest, data = remote_manifest(tmp_path, server.url, md5), tmp_path / "data"
     _kill_prepare_when(manifest, data, lambda: any(data.glob("sources/.remote-cifar.partial-*/*")), "mid-unpack")
     assert not (data / "sources" / "remote-cifar").exists(), "a partial unpack is never renamed into place"
     path = datasets.prepare(manifest, data)
@@ -346,7 +312,7 @@ def test_off_a_terminal_a_download_says_how_far_at_least_every_progress_interval
     monkeypatch.setattr(fetch, "PROGRESS_SECONDS", 0.25)
     log, lines = _timed_log()
     with serve(archive[0].read_bytes(), "cifar-10-python.tar.gz", _SlowHandler) as slow:
-        datasets.prepare(_manifest(tmp_path, slow.url, archive[1]), tmp_path / "data", log=log)
+        datasets.prepare(remote_manifest(tmp_path, slow.url, archive[1]), tmp_path / "data", log=log)
     fetching = next(t for t, msg in lines if msg.startswith("fetching cifar-10-python.tar.gz"))
     done = next(t for t, msg in lines if re.fullmatch(r"cifar-10-python\.tar\.gz: [0-9.]+ MB downloaded in \d+ s", msg))
     progress = [t for t, msg in lines if re.fullmatch(r"cifar-10-python\.tar\.gz: [0-9.]+ MB of [0-9.]+ MB \(\d+%\), [0-9.]+ MB/s", msg)]
@@ -379,75 +345,14 @@ def test_a_prepare_waiting_for_another_says_so_until_it_gets_the_lock(manifests,
     assert (tmp_path / name / datasets.MARKER).is_file()
 
 
-class _GatedHandler(Handler):
-    """Half the body, then a byte every 0.2 s (the connection stays alive: no read times out)
-    until server.gate is set, then the rest: a download that lasts as long as a test needs."""
-
-    def do_GET(self):
-        server = self.server
-        server.requests += 1
-        body = server.body
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        sent = len(body) // 2
-        self.wfile.write(body[:sent])
-        self.wfile.flush()
-        while not server.gate.wait(0.2) and sent < len(body) - 1:
-            self.wfile.write(body[sent : sent + 1])
-            self.wfile.flush()
-            sent += 1
-        self.wfile.write(body[sent:])
-
-
-@contextlib.contextmanager
-def gated(body: bytes, name: str):
-    """serve() with _GatedHandler; the gate opens at the latest when the block ends."""
-    with serve(body, name, _GatedHandler) as httpd:
-        httpd.gate = threading.Event()
-        try:
-            yield httpd
-        finally:
-            httpd.gate.set()
-
-
-class Lines:
-    """The lines a stream yields, read as they come by a thread of their own."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream):
-        for line in stream:
-            self.lines.append(line)
-
-    def has(self, text: str) -> bool:
-        return any(text in line for line in list(self.lines))
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.has(text):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def text(self) -> str:
-        self._thread.join(10)
-        return "".join(self.lines)
-
-
 def test_concurrent_prepares_download_once(archive, tmp_path):
     """Two processes (two environments' setup_cache, or `make data` beside one) fetch one archive once:
     the second waits for the first one's lock, says so, and then finds the set prepared."""
     data = tmp_path / "data"
     with gated(archive[0].read_bytes(), "cifar-10-python.tar.gz") as server:
-        command = [sys.executable, "-m", "imgload", "data", "prepare", str(_manifest(tmp_path, server.url, archive[1])),
+        command = [sys.executable, "-m", "imgload", "data", "prepare", str(remote_manifest(tmp_path, server.url, archive[1])),
                    "--data-dir", str(data)]
-        procs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-        try:
+        with reaped([subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]) as procs:
             deadline = time.monotonic() + 60
             while server.requests == 0 and procs[0].poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -458,10 +363,5 @@ def test_concurrent_prepares_download_once(archive, tmp_path):
             server.gate.set()
             outs = [procs[0].communicate(timeout=120), (procs[1].stdout.read(), waits.text())]
             assert [procs[0].returncode, procs[1].wait(timeout=120)] == [0, 0], outs
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
     assert server.requests == 1
     assert outs[0][0] == outs[1][0] == f"{data / 'remote-cifar'}\n"

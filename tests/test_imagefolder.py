@@ -11,7 +11,7 @@ from PIL import Image
 
 from imgload import datasets, decoders, fetch, synthetic
 
-from .localhttp import serve
+from .helpers import serve
 
 MANIFEST = """
 name = "{name}"

@@ -10,7 +10,7 @@ import pytest
 from imgload import cli, datasets
 from imgload.manifest_check import ARCHIVE_RULE, NAME_RULE
 
-from .conftest import REPO, TINY_CIFAR, TINY_LARGE
+from .helpers import REPO, TINY_CIFAR, TINY_LARGE, snapshot
 
 URL_CIFAR = (REPO / "datasets" / "cifar10.toml").read_text().replace(
     "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "http://127.0.0.1:9/cifar-10-python.tar.gz")
@@ -129,23 +129,6 @@ def _write(tmp_path, base, old, new):
 def _run(capsys, *argv) -> tuple[int, str]:
     code = cli.main([str(a) for a in argv])
     return code, capsys.readouterr().err
-
-
-def snapshot(root) -> dict:
-    """Every path under root (links not followed) -> its bytes, link target or 'dir'."""
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                out[rel] = ("link", os.readlink(path))
-            elif os.path.isdir(path):
-                out[rel] = "dir"
-            else:
-                with open(path, "rb") as f:
-                    out[rel] = f.read()
-    return out
 
 
 @pytest.fixture

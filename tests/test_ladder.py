@@ -22,7 +22,7 @@ from packaging.version import Version
 
 from imgload import ladder, ladder_refresh
 
-from .conftest import REPO
+from .helpers import REPO
 
 ASV = [sys.executable, "-m", "asv"]
 
@@ -487,6 +487,7 @@ def test_verdict_lines_name_a_step_with_its_changed_pins_and_never_call_a_spike_
     spike = _confirmation(["2.0", "3.0", "4.0"], [17, 40, 17], at=2, lone=True)
     lines = ladder_find.verdict_lines("demo-lib", [step, spike], invert=False, also={1: {"numpy": ("1.26.4", "2.2.6")}})
     assert lines[0].startswith("verdict: step at demo-lib 2.0: 1.70x slower than 1.0 (ratio 1.700, 99% CI")
+    assert lines[0].endswith("beyond the noise; fastest samples 1.70x slower")
     assert lines[1] == "  note: these pins changed too between the two rungs: numpy 1.26.4 -> 2.2.6"
     assert lines[2] == "verdict: spike at demo-lib 3.0, not a step: 2.35x slower than both 2.0 and 4.0"
     assert len(lines) == 3

@@ -12,7 +12,7 @@ import pytest
 from imgload import report
 from imgload.results import ResultsError
 
-from .conftest import asv_config
+from .helpers import asv_config
 
 SMALL = "bench_decode.SmallImages.time_decode"
 

@@ -18,9 +18,7 @@ import pytest
 
 from imgload import envcheck, ladder, suite
 
-from .conftest import REPO, asv_config
-from .localhttp import serve
-from .test_fetch import Lines, _cifar_tree, _manifest, _tar_gz, gated
+from .helpers import REPO, Lines, asv_config, cifar_tree, gated, reaped, remote_manifest, serve, tar_gz
 
 ASV = [sys.executable, "-m", "asv"]
 MACHINE = "imgload-fetch"
@@ -125,8 +123,8 @@ def stack(tmp_path_factory):
 def remote(tmp_path_factory):
     """A tiny archive in the official CIFAR-10 layout (25 training images in 5 batches, 5 test) and its md5."""
     d = tmp_path_factory.mktemp("remote")
-    _cifar_tree(d / "src")
-    return SimpleNamespace(md5=_tar_gz(d / "src", d / ARCHIVE), path=d / ARCHIVE)
+    cifar_tree(d / "src")
+    return SimpleNamespace(md5=tar_gz(d / "src", d / ARCHIVE), path=d / ARCHIVE)
 
 
 def _env(small: Path, large: Path, data: Path) -> dict:
@@ -156,7 +154,7 @@ def _measured(row: dict) -> list[float]:
 def test_plain_asv_run_fetches_the_remote_set_once_inside_the_stack(stack, remote, manifests, tmp_path):
     data = tmp_path / "data"
     with serve(remote.path.read_bytes(), ARCHIVE) as server:
-        env = _env(_manifest(tmp_path, server.url, remote.md5), manifests["large"], data)
+        env = _env(remote_manifest(tmp_path, server.url, remote.md5), manifests["large"], data)
         out = subprocess.run([*_asv_run(stack.config, SELECTION, "--verbose"), "HEAD^!"], env=env,
                              capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-3000:]
@@ -175,7 +173,7 @@ def test_a_wrong_hash_fails_setup_cache_with_the_reason_in_one_line(stack, remot
     data = tmp_path / "data"
     wrong = "0" * 32
     with serve(remote.path.read_bytes(), ARCHIVE) as server:
-        env = _env(_manifest(tmp_path, server.url, wrong), manifests["large"], data)
+        env = _env(remote_manifest(tmp_path, server.url, wrong), manifests["large"], data)
         out = subprocess.run([*_asv_run(stack.config, ONE, "--dry-run"), "HEAD^!"], env=env,
                              capture_output=True, text=True, timeout=600)
     lines = out.stdout.splitlines()
@@ -198,10 +196,9 @@ def test_concurrent_setup_caches_of_two_environments_download_once(stack, remote
     second.mkdir()
     waiting = "imgload: waiting for another process preparing remote-cifar"
     with gated(remote.path.read_bytes(), ARCHIVE) as server:
-        env = _env(_manifest(tmp_path, server.url, remote.md5), manifests["large"], data)
-        runs = [subprocess.Popen([*_asv_run(stack.config, ONE, "--dry-run"), "HEAD^!"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
-        try:
+        env = _env(remote_manifest(tmp_path, server.url, remote.md5), manifests["large"], data)
+        with reaped([subprocess.Popen([*_asv_run(stack.config, ONE, "--dry-run"), "HEAD^!"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]) as runs:
             outs = [Lines(runs[0].stdout)]
             assert _wait_until(lambda: server.requests or runs[0].poll() is not None, 300) and server.requests == 1, outs[0].text()[-5000:]
             runs.append(subprocess.Popen(_asv_run(asv_config(second, [CONF["include"][0]]), ONE, "--dry-run", "--verbose",
@@ -211,11 +208,6 @@ def test_concurrent_setup_caches_of_two_environments_download_once(stack, remote
             assert _wait_until(lambda: outs[1].has(waiting) or runs[1].poll() is not None, 300) and outs[1].has(waiting), outs[1].text()[-5000:]
             server.gate.set()
             assert [run.wait(timeout=300) for run in runs] == [0, 0], outs[0].text()[-3000:] + outs[1].text()[-3000:]
-        finally:
-            for run in runs:
-                if run.poll() is None:
-                    run.kill()
-                    run.wait()
     assert server.requests == 1
     assert (data / "remote-cifar" / "COMPLETE").is_file()
 

@@ -1,19 +1,16 @@
 """The published asv site, rendered by a real browser (headless Chromium) from 127.0.0.1."""
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import re
 import subprocess
 import sys
-import threading
 import warnings
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO, serve_folder
 
 pytestmark = pytest.mark.asv
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
@@ -73,13 +70,8 @@ def site(two_stack_run, node_modules):
                           capture_output=True, text=True)
     assert vend.returncode == 0, vend.stderr
     assert "http" not in "".join(re.findall(r"<(?:script|link)[^>]*>", (tmp / "html" / "index.html").read_text()))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp / "html"))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", tmp / "html"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(tmp / "html") as server:
+        yield server.base, tmp / "html"
 
 
 def _browse(chromium, tmp_path, url, *args) -> str:

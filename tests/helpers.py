@@ -1,0 +1,296 @@
+"""What the tests share, in one module (conftest.py holds the fixtures only):
+
+    REPO, TINY_CIFAR, TINY_LARGE        the checkout, and the tiny dataset manifests
+    asv_config                          an asv config for the real suite in a temporary folder
+    http_server, serve, serve_folder, gated   a server on 127.0.0.1 (network tests talk to nothing else)
+    cifar_tree, tar_gz, remote_manifest a tiny CIFAR-10 archive and a manifest that fetches it
+    Lines, reaped, git, snapshot        a stream read as it comes, processes stopped, git, a folder's contents
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import json
+import os
+import pickle
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# ------------------------------------------------------------------ datasets
+
+TINY_CIFAR = """
+name = "tiny-cifar"
+description = "5 x 20 training + 20 test images, CIFAR layout"
+licence = "CC0-1.0"
+layout = "cifar-python"
+formats = ["png", "jpeg", "pickle-p2", "pickle-p5", "npy"]
+batches = true
+[source]
+kind = "synthetic"
+seed = 7
+shape = [32, 32]
+train = 100
+test = 20
+[sample]
+default = 16
+"""
+
+TINY_LARGE = """
+name = "tiny-large"
+description = "6 images of 75x100"
+licence = "CC0-1.0"
+layout = "arrays"
+formats = ["png", "jpeg"]
+[source]
+kind = "synthetic"
+seed = 8
+shape = [75, 100]
+train = 5
+test = 1
+[sample]
+default = 4
+"""
+
+N_TRAIN, N_TEST = 25, 5  # the images of cifar_tree's archive
+
+
+def cifar_tree(root: Path, payload=None):
+    """A tiny CIFAR-10 folder (N_TRAIN training images in 5 batches, N_TEST test) under root, in
+    the official layout; `payload` replaces data_batch_1's pickle. Returns (images, labels)."""
+    from imgload import cifar, synthetic
+
+    imgs = synthetic.images(21, N_TRAIN + N_TEST, (32, 32))
+    labels = synthetic.labels(21, N_TRAIN + N_TEST)
+    names = [f"img_{i}.png" for i in range(N_TRAIN + N_TEST)]
+    cifar.write(root / cifar.FOLDER, cifar.Split(imgs[:N_TRAIN], labels[:N_TRAIN], names[:N_TRAIN]),
+                cifar.Split(imgs[N_TRAIN:], labels[N_TRAIN:], names[N_TRAIN:]))
+    if payload is not None:
+        (root / cifar.FOLDER / "data_batch_1").write_bytes(pickle.dumps(payload, protocol=2))
+    return imgs, labels
+
+
+def tar_gz(src_root: Path, archive: Path) -> str:
+    """cifar_tree's folder as a .tar.gz; returns its md5."""
+    from imgload import cifar
+
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src_root / cifar.FOLDER, arcname=cifar.FOLDER)
+    return hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def remote_manifest(tmp_path: Path, url: str, md5: str, name: str = "remote-cifar") -> Path:
+    """datasets/cifar10.toml fetching from `url` with hash `md5`, as <tmp_path>/<name>.toml."""
+    text = (REPO / "datasets" / "cifar10.toml").read_text()
+    text = text.replace('name = "cifar10"', f'name = "{name}"')
+    text = text.replace("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", url)
+    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace("default = 1000", "default = 8")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ asv
+
+# A real asv run of a few benchmarks in two library stacks on the tiny datasets (the
+# two_stack_run fixture), shared by the report and site tests. The oldest stack lacks
+# simplejpeg, so some results are n/a.
+TWO_STACK_BENCHMARKS = [
+    r"SmallImages.time_decode\('(cv2|simplejpeg)', 'jpeg', '(sequential|threads-2)'",
+    r"Overhead.(time_bare_loop|time_sequential|track_sequential_over_bare)\('cv2', 'jpeg'",
+    r"^bench_sample",
+]
+
+
+def asv_config(tmp: Path, stacks: list[dict], **dirs) -> Path:
+    """An asv config for the real suite with only `stacks`, writing under `tmp`."""
+    conf = json.loads((REPO / "asv.conf.json").read_text())
+    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), env_dir="env", results_dir="results",
+                html_dir="html", include=stacks,
+                branches=["HEAD"])  # publish graphs the checked-out commit, whatever branch CI is on
+    conf.update(dirs)
+    path = tmp / "asv.conf.json"
+    path.write_text(json.dumps(conf))
+    if not (tmp / "imgload").exists():  # install_command runs `python -m imgload.envcheck` in the config's folder
+        (tmp / "imgload").symlink_to(REPO / "imgload")
+    return path
+
+
+# ------------------------------------------------------------------ a server on 127.0.0.1
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A handler that keeps the test output clean (no line per request)."""
+
+    def log_message(self, *args):
+        pass
+
+
+class Handler(QuietHandler):
+    """serve()'s handler: the server's body at any path; can fail the first requests
+    (server.fail_first) or cut the body short (server.truncate)."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests += 1
+        body = server.body
+        if server.fail_first > 0:
+            server.fail_first -= 1
+            self.send_error(500, "try again")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if server.truncate else body)
+
+
+@contextlib.contextmanager
+def http_server(handler):
+    """A ThreadingHTTPServer on 127.0.0.1 (a free port) answering with `handler` from a thread
+    of this process; .base is its address (no trailing slash). Stopped and closed on exit."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@contextlib.contextmanager
+def serve(body: bytes, name: str, handler=Handler):
+    """A running server whose .url ends in /name; .requests counts the GETs."""
+    with http_server(handler) as httpd:
+        httpd.body, httpd.requests, httpd.fail_first, httpd.truncate = body, 0, 0, False
+        httpd.url = f"{httpd.base}/{name}"
+        yield httpd
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """A running server of the files in `folder`, as a static web site."""
+    with http_server(functools.partial(_QuietFiles, directory=str(folder))) as httpd:
+        yield httpd
+
+
+class _GatedHandler(Handler):
+    """Half the body, then a byte every 0.2 s (the connection stays alive: no read times out)
+    until server.gate is set, then the rest: a download that lasts as long as a test needs."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests += 1
+        body = server.body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        sent = len(body) // 2
+        self.wfile.write(body[:sent])
+        self.wfile.flush()
+        while not server.gate.wait(0.2) and sent < len(body) - 1:
+            self.wfile.write(body[sent : sent + 1])
+            self.wfile.flush()
+            sent += 1
+        self.wfile.write(body[sent:])
+
+
+@contextlib.contextmanager
+def gated(body: bytes, name: str):
+    """serve() with _GatedHandler; the gate opens at the latest when the block ends."""
+    with serve(body, name, _GatedHandler) as httpd:
+        httpd.gate = threading.Event()
+        try:
+            yield httpd
+        finally:
+            httpd.gate.set()
+
+
+# ------------------------------------------------------------------ processes, git, folders
+
+
+class Lines:
+    """The lines a stream yields, read as they come by a thread of their own."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.has(text):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+@contextlib.contextmanager
+def reaped(procs: list[subprocess.Popen]):
+    """Yields `procs`, a list the block may append to; on leaving, however it leaves, every one
+    still running is killed and waited for (a failed assertion leaves no process behind)."""
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def git(repo: Path, *args: str) -> str:
+    """`git -C repo args...`'s output, stripped; a failure raises."""
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def snapshot(root) -> dict:
+    """Every path under root (links not followed) -> its bytes, link target or 'dir'."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                out[rel] = ("link", os.readlink(path))
+            elif os.path.isdir(path):
+                out[rel] = "dir"
+            else:
+                with open(path, "rb") as f:
+                    out[rel] = f.read()
+    return out
+
+
+def codecs_na_by_design(decoder: str, fmt: str, source: str) -> bool:
+    """n/a by design: a format the decoder does not read, skimage from memory, or
+    PyTurboJPEG where this machine has no usable libturbojpeg."""
+    from imgload import decoders
+
+    try:
+        decoders.get(decoder, fmt, source)
+    except decoders.Unavailable as e:
+        return any(reason in str(e) for reason in ("does not read", "not bytes", "libturbojpeg"))
+    return False
