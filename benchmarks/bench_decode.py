@@ -2,7 +2,7 @@
 
 from imgload import suite
 from imgload.decoders import IMAGE_DECODERS
-from imgload.execution import EXECUTIONS
+from imgload.execution import EXECUTIONS, THREAD_PATTERNS, TRANSFERS
 
 
 class _ImageFiles:
@@ -44,3 +44,74 @@ class LargeImages(_ImageFiles):
         return suite.prepare(suite.large_dataset())
 
     setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
+
+
+# Two narrower questions, each in a class of its own rather than as executions of the whole
+# grid above: threads-3 / queue-3 / processes-2-pickle for every decoder, format and cache
+# would add about 160 combinations per stack to `make bench`, and would answer nothing the
+# grid's threads-2, threads-4 and processes-2 do not already answer for them.
+
+
+class ThreadPatterns:
+    """The memo's threads, on its files: 32x32 JPEGs with OpenCV, cold and warm. `threads-3`
+    (a pool of 3 threads given the files in a few chunks) beside `queue-3` (the memo's own
+    pattern: one queue.Queue of paths, 3 threads, task_done / join), with `sequential` for
+    the speedup, so a reader sees what handing over one path at a time costs."""
+
+    params = (list(THREAD_PATTERNS), list(suite.CACHES))
+    param_names = ["execution", "cache"]
+    number = 1
+    warmup_time = 0
+    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
+    rounds = suite.ROUNDS
+    timeout = 300
+    load = None
+
+    def setup_cache(self):
+        return suite.prepare(suite.small_dataset())
+
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
+
+    def setup(self, root, execution, cache):
+        self.load = suite.FileLoad(root, "jpeg", "cv2", execution, cache)
+
+    def teardown(self, root, execution, cache):
+        if self.load is not None:
+            self.load.close()
+            self.load = None
+
+    def time_decode(self, root, execution, cache):
+        self.load()
+
+
+class ProcessTransfer:
+    """How decoded arrays come back from process workers: 500x375 JPEGs with OpenCV, warm.
+    `processes-2` hands them over in shared memory (the grid's, and a data loader's, way);
+    `processes-2-pickle` sends each 560 KB array through a pipe, the cost the suite's process
+    pool paid before. One decoder and format: the transfer does not depend on the decoder,
+    and it weighs most where decoding is fastest, large JPEGs."""
+
+    params = (list(TRANSFERS),)
+    param_names = ["execution"]
+    number = 1
+    warmup_time = 0
+    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
+    rounds = suite.ROUNDS
+    timeout = 300
+    load = None
+
+    def setup_cache(self):
+        return suite.prepare(suite.large_dataset())
+
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
+
+    def setup(self, root, execution):
+        self.load = suite.FileLoad(root, "jpeg", "cv2", execution, "warm")
+
+    def teardown(self, root, execution):
+        if self.load is not None:
+            self.load.close()
+            self.load = None
+
+    def time_decode(self, root, execution):
+        self.load()

@@ -34,6 +34,9 @@ LOADS = {
     "CifarBatch": ("small", "batch"),
     "SmallCodecs": ("small", "codecs"),
     "LargeCodecs": ("large", "codecs"),
+    "ThreadPatterns": ("small", "sample"),
+    "PickleThreadPatterns": ("small", "sample"),
+    "ProcessTransfer": ("large", "sample"),
 }
 
 # bench_codecs times every image decoder from a file and from memory, some seventy
