@@ -37,11 +37,11 @@ from . import envcheck, verdict
 from . import ladder as ladders
 from .files import write_atomic
 
-SAMPLES = 12  # per release and batch: 6 interleaved rounds of 2; batches come in pairs
-# samples per release in one round (one process): short rounds, because this VM's speed comes
-# in levels that last about a round (see verdict), and the more often the releases alternate,
-# the more evenly they meet each level
-ROUND = 2
+SAMPLES = 12  # per release and batch: 3 interleaved rounds of 4; batches come in pairs
+# samples per release in one round (one process, and a reinstall of the release): rounds of 2
+# met this VM's speed levels more evenly, but doubled the installs, and make test's probe
+# searches under cpu-noise went past 20 minutes; the Hodges-Lehmann rule decides on rounds of 4
+ROUND = 4
 BATCHES = 6  # at most: SAMPLES * BATCHES samples per release
 CANDIDATES = 4  # level changes measured again, largest first (asv find's pick comes on top)
 _FOUND = re.compile(r"Greatest (regression|improvement) found: ([0-9a-f]{8,40})")

@@ -19,7 +19,7 @@ is decided here, the same way:
   run of the test ladder, releases of identical cost differed by 10% in fastest samples
   (0.90 and 1.10 after 48 + 72 samples; the Hodges-Lehmann ratio of the same: 0.98, 1.02).
 - **What keeps interference from faking a step**: the samples compared are measured
-  interleaved (`make find`: A B, then B A, in rounds of 2; `make bench`: asv's interleaved
+  interleaved (`make find`: A B, then B A, in rounds of 4; `make bench`: asv's interleaved
   rounds across stacks), so both sides meet the same machine, and a step must also show in
   the fastest samples: interference only adds time, so a release that is really slower is
   slower at its fastest too. Samples that differ while their fastest do not (the machine was
