@@ -294,3 +294,12 @@ def codecs_na_by_design(decoder: str, fmt: str, source: str) -> bool:
     except decoders.Unavailable as e:
         return any(reason in str(e) for reason in ("does not read", "not bytes", "libturbojpeg"))
     return False
+
+
+def alive(pid: int) -> bool:
+    """Process `pid` exists and is not a zombie (its /proc stat state is not Z)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

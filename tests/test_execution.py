@@ -8,7 +8,7 @@ import pytest
 
 from imgload import datasets, decoders, execution, process_pools
 
-from .helpers import REPO, reaped
+from .helpers import REPO, alive, reaped
 
 # every execution any benchmark class times, each once
 ALL_EXECUTIONS = list(dict.fromkeys(execution.EXECUTIONS + execution.THREAD_PATTERNS + execution.TRANSFERS))
@@ -142,14 +142,6 @@ def test_process_pools_are_reused_and_a_closed_runner_refuses_work(tiny):
         assert len(again.run(files)) == len(files)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_pool_workers_die_with_a_killed_parent(tiny):
     script = (
         "import time\n"
@@ -163,13 +155,13 @@ def test_pool_workers_die_with_a_killed_parent(tiny):
         parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
         procs.append(parent)
         workers = [int(p) for p in parent.stdout.readline().split()]
-        assert len(workers) == 2 and all(_alive(p) for p in workers)
+        assert len(workers) == 2 and all(alive(p) for p in workers)
         parent.kill()
         parent.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in workers)
+    assert not any(alive(p) for p in workers)
 
 
 def test_execution_names():

@@ -15,7 +15,7 @@ import pytest
 
 from imgload import datasets, execution, shared_arrays
 
-from .helpers import REPO, reaped
+from .helpers import REPO, alive, reaped
 
 
 @pytest.fixture
@@ -205,19 +205,11 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _wait_dead(pids, seconds=10) -> list[int]:
     deadline = time.monotonic() + seconds
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def _our_shm_names() -> set[str]:
