@@ -4,46 +4,26 @@ from imgload import suite
 from imgload.decoders import IMAGE_DECODERS
 from imgload.execution import EXECUTIONS, THREAD_PATTERNS, TRANSFERS
 
+from .common import LargeDataset, SmallDataset
+
 
 class _ImageFiles:
     params = (list(IMAGE_DECODERS), ["png", "jpeg"], list(EXECUTIONS), list(suite.CACHES))
     param_names = ["decoder", "format", "execution", "cache"]
-    # setup (eviction for cold) runs before every timed call; one call per sample
-    number = 1
-    warmup_time = 0
-    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
-    rounds = suite.ROUNDS
-    timeout = 300
-    load = None
 
     def setup(self, root, decoder, fmt, execution, cache):
         self.load = suite.FileLoad(root, fmt, decoder, execution, cache)
-
-    def teardown(self, root, decoder, fmt, execution, cache):
-        if self.load is not None:  # asv tears down after a skipped (n/a) setup too
-            self.load.close()
-            self.load = None
 
     def time_decode(self, root, decoder, fmt, execution, cache):
         self.load()
 
 
-class SmallImages(_ImageFiles):
+class SmallImages(_ImageFiles, SmallDataset):
     """CIFAR-sized 32x32 images: per-file overhead dominates."""
 
-    def setup_cache(self):
-        return suite.prepare(suite.small_dataset())
 
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
-
-
-class LargeImages(_ImageFiles):
+class LargeImages(_ImageFiles, LargeDataset):
     """ImageNet-sized 500x375 images: decoding dominates."""
-
-    def setup_cache(self):
-        return suite.prepare(suite.large_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
 
 # Two narrower questions, each in a class of its own rather than as executions of the whole
@@ -52,7 +32,7 @@ class LargeImages(_ImageFiles):
 # grid's threads-2, threads-4 and processes-2 do not already answer for them.
 
 
-class ThreadPatterns:
+class ThreadPatterns(SmallDataset):
     """The memo's threads, on its files: 32x32 JPEGs with OpenCV, cold and warm. `threads-3`
     (a pool of 3 threads given the files in a few chunks) beside `queue-3` (the memo's own
     pattern: one queue.Queue of paths, 3 threads, task_done / join), with `sequential` for
@@ -60,31 +40,15 @@ class ThreadPatterns:
 
     params = (list(THREAD_PATTERNS), list(suite.CACHES))
     param_names = ["execution", "cache"]
-    number = 1
-    warmup_time = 0
-    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
-    rounds = suite.ROUNDS
-    timeout = 300
-    load = None
-
-    def setup_cache(self):
-        return suite.prepare(suite.small_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, execution, cache):
         self.load = suite.FileLoad(root, "jpeg", "cv2", execution, cache)
-
-    def teardown(self, root, execution, cache):
-        if self.load is not None:
-            self.load.close()
-            self.load = None
 
     def time_decode(self, root, execution, cache):
         self.load()
 
 
-class ProcessTransfer:
+class ProcessTransfer(LargeDataset):
     """How decoded arrays come back from process workers: 500x375 JPEGs with OpenCV, warm.
     `processes-2` hands them over in shared memory (the grid's, and a data loader's, way);
     `processes-2-pickle` sends each 560 KB array through a pipe, the cost the suite's process
@@ -93,25 +57,9 @@ class ProcessTransfer:
 
     params = (list(TRANSFERS),)
     param_names = ["execution"]
-    number = 1
-    warmup_time = 0
-    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
-    rounds = suite.ROUNDS
-    timeout = 300
-    load = None
-
-    def setup_cache(self):
-        return suite.prepare(suite.large_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, execution):
         self.load = suite.FileLoad(root, "jpeg", "cv2", execution, "warm")
-
-    def teardown(self, root, execution):
-        if self.load is not None:
-            self.load.close()
-            self.load = None
 
     def time_decode(self, root, execution):
         self.load()

@@ -14,32 +14,20 @@ import time
 from imgload import suite
 from imgload.decoders import IMAGE_DECODERS
 
+from .common import SmallDataset
+
 PAIRS = 11
 
 
-class Overhead:
+class Overhead(SmallDataset):
     params = (list(IMAGE_DECODERS), ["png", "jpeg"])
     param_names = ["decoder", "format"]
-    number = 1
-    warmup_time = 0
     repeat = 3  # each loop's time for the site; the ratio comes from the paired track below
     rounds = 1
-    timeout = 300
-    load = None
-
-    def setup_cache(self):
-        return suite.prepare(suite.small_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, decoder, fmt):
         self.load = suite.FileLoad(root, fmt, decoder, "sequential", "warm")
         self.files, self.decode = self.load.files, self.load.runner.load
-
-    def teardown(self, root, decoder, fmt):
-        if self.load is not None:
-            self.load.close()
-            self.load = None
 
     def bare_loop(self):
         decode = self.decode

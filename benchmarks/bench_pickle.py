@@ -4,51 +4,31 @@ from imgload import suite
 from imgload.decoders import ARRAY_LOADERS
 from imgload.execution import EXECUTIONS, THREAD_PATTERNS
 
+from .common import SmallDataset
 
-class ArrayFiles:
+
+class ArrayFiles(SmallDataset):
     """One 32x32x3 array per file, as ndarray.dump (p2), pickle protocol 5 or np.save wrote it."""
 
     params = (list(ARRAY_LOADERS), ["pickle-p2", "pickle-p5", "npy"], list(EXECUTIONS), list(suite.CACHES))
     param_names = ["loader", "format", "execution", "cache"]
-    number = 1
-    warmup_time = 0
-    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
-    rounds = suite.ROUNDS
-    timeout = 300
-
-    def setup_cache(self):
-        return suite.prepare(suite.small_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
-    load = None
 
     def setup(self, root, loader, fmt, execution, cache):
         self.load = suite.FileLoad(root, fmt, loader, execution, cache)
-
-    def teardown(self, root, loader, fmt, execution, cache):
-        if self.load is not None:  # asv tears down after a skipped (n/a) setup too
-            self.load.close()
-            self.load = None
 
     def time_load(self, root, loader, fmt, execution, cache):
         self.load()
 
 
-class CifarBatch:
-    """One whole batch (10,000 images) -> (N, 32, 32, 3): the official pickle or one .npy."""
+class CifarBatch(SmallDataset):
+    """One whole batch (10,000 images) -> (N, 32, 32, 3): the official pickle or one .npy.
+
+    peakmem_load is the process's peak memory, imports and setup included; peakmem_reference
+    (scikit-image's idea) is the same process doing nothing timed, so the load's own memory is
+    the difference of the two."""
 
     params = (["pickle", "npy"], list(suite.CACHES))
     param_names = ["format", "cache"]
-    number = 1
-    warmup_time = 0
-    repeat = suite.REPEAT
-    rounds = suite.ROUNDS
-    timeout = 300
-
-    def setup_cache(self):
-        return suite.prepare(suite.small_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, fmt, cache):
         self.load = suite.BatchLoad(root, fmt, cache)
@@ -59,8 +39,11 @@ class CifarBatch:
     def peakmem_load(self, root, fmt, cache):
         self.load()
 
+    def peakmem_reference(self, root, fmt, cache):
+        pass
 
-class PickleThreadPatterns:
+
+class PickleThreadPatterns(SmallDataset):
     """The memo's threads on its pickles: one ndarray.dump file (pickle protocol 2) per 32x32
     image, read with pickle.load, cold and warm; `threads-3` beside the memo's `queue-3`, with
     `sequential` for the speedup (bench_decode.ThreadPatterns has the same for OpenCV's JPEGs).
@@ -68,25 +51,9 @@ class PickleThreadPatterns:
 
     params = (list(THREAD_PATTERNS), list(suite.CACHES))
     param_names = ["execution", "cache"]
-    number = 1
-    warmup_time = 0
-    repeat = suite.REPEAT  # samples: ROUNDS x REPEAT, interleaved across stacks
-    rounds = suite.ROUNDS
-    timeout = 300
-    load = None
-
-    def setup_cache(self):
-        return suite.prepare(suite.small_dataset())
-
-    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 
     def setup(self, root, execution, cache):
         self.load = suite.FileLoad(root, "pickle-p2", "pickle", execution, cache)
-
-    def teardown(self, root, execution, cache):
-        if self.load is not None:
-            self.load.close()
-            self.load = None
 
     def time_load(self, root, execution, cache):
         self.load()

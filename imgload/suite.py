@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from . import cifar, datasets, pagecache
+from . import cifar, datasets, decoders, pagecache
 from .execution import Runner
 
 CACHES = ("warm", "cold")
@@ -137,6 +137,30 @@ class FileLoad:
 
     def close(self) -> None:
         self.runner.close()
+
+
+class CodecLoad:
+    """One timed call: decode bench_codecs' share of the sample from `source`, sequentially and
+    warm: `file` gives the decoder the path, `memory` the bytes, read here, so the call is the
+    decode alone."""
+
+    def __init__(self, root: str, fmt: str, decoder: str, source: str):
+        self.load = decoders.get(decoder, fmt, source)  # Unavailable (n/a) before any file work
+        files = codec_files(root, fmt)
+        set_cache("warm", files)
+        self.inputs = files if source == "file" else [_read(f) for f in files]
+        # the priming decode, as FileLoad's: lazy imports and library initialisation before timing
+        prime = datasets.priming_file(root, fmt)
+        self.load(prime if source == "file" else _read(prime))
+
+    def __call__(self):
+        load = self.load
+        return [load(x) for x in self.inputs]
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class BatchLoad:

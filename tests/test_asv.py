@@ -55,7 +55,7 @@ def test_run_writes_a_result_for_every_benchmark_and_combination(asv_run):
     assert names == set(results)
     assert {"bench_decode.SmallImages.time_decode", "bench_decode.LargeImages.time_decode",
             "bench_pickle.ArrayFiles.time_load", "bench_pickle.CifarBatch.time_load",
-            "bench_pickle.CifarBatch.peakmem_load"} <= names
+            "bench_pickle.CifarBatch.peakmem_load", "bench_pickle.CifarBatch.peakmem_reference"} <= names
     for name, row in results.items():
         param_names = benchmarks[name]["param_names"]
         combos = [dict(zip(param_names, c)) for c in itertools.product(*row["params"])]
@@ -68,6 +68,17 @@ def test_run_writes_a_result_for_every_benchmark_and_combination(asv_run):
             assert value is not None, f"{name} {combo} failed"
             assert math.isnan(value) == expected_na, f"{name} {combo}: {value}"
             assert expected_na or value > 0
+
+
+def test_each_dataset_is_prepared_once_per_environment(asv_run):
+    """The classes inherit benchmarks/common's setup_caches, which asv keys by where they are
+    defined: one for the small set, one for the large, and bench_sample's for both, whatever
+    the number of classes."""
+    tmp, stack, out = asv_run
+    files = [p for p in (tmp / "results" / "imgload-test").glob("*.json") if p.name != "machine.json"]
+    durations = json.loads(files[0].read_text())["durations"]
+    assert sorted(k.split(":")[0] for k in durations if k.startswith("<setup_cache")) == [
+        "<setup_cache bench_sample", "<setup_cache common", "<setup_cache common"], durations
 
 
 def test_run_verified_the_environment_pins(asv_run):
