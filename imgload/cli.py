@@ -7,9 +7,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import datasets, files, ladder, report, site
+from . import datasets, files, ladder, ladder_find, ladder_refresh, report, site, verdict
 from .errors import EXIT_STATUS, UserError
+
+# Every command's parser and handler is here, and only here, as asv keeps its commands apart
+# from what they run: the modules behind them (datasets, ladder, ladder_find, ladder_refresh,
+# report, site) take plain arguments, so tests and other modules call them without argparse,
+# and ladder, which ladder_find and ladder_refresh import, imports neither of them.
+
+
+# -- options several commands share, each defined once (asv's common_args) ----------------------
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    """The set a data command works on: its name (the small default) and the data dir it is in."""
+    p.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT, help="dataset name or manifest path")
+    p.add_argument("--data-dir", help="default: $IMGLOAD_DATA_DIR, else .data/ in the repository")
+
+
+def _ladder_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="a ladder in ladders/ or a path to a ladder .toml")
+
+
+def _ladder_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ladder-dir", help="default: $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository")
+
+
+# -- python -m imgload data ... -----------------------------------------------------------------
 
 
 def _prepare(args) -> int:
@@ -76,14 +102,53 @@ def _verify(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m imgload", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+# -- python -m imgload ladder ... ---------------------------------------------------------------
+
+
+def _ladder_build(args) -> int:
+    conf = ladder.build(args.name, args.ladder_dir)
+    built = ladder.load(args.name)
+    print(f"imgload: {built.library} ladder: {len(built.rungs)} releases ({built.rungs[0].version} .. "
+          f"{built.rungs[-1].version}) in {conf.parent / 'repo'}", file=sys.stderr)
+    print(conf)
+    return 0
+
+
+def _ladder_find(args) -> int:
+    return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine, factor=args.factor,
+                            show_stderr=args.show_stderr, root=args.ladder_dir,
+                            samples=ladder_find.parse_samples(args.repeat), max_samples=args.max_samples)
+
+
+def _ladder_refresh(args) -> int:
+    print(ladder_refresh.refresh(args.name, index_url=args.index_url, since=args.since))
+    return 0
+
+
+# -- python -m imgload report / site ------------------------------------------------------------
+
+
+def _report(args) -> int:
+    path = report.render(Path(args.results), Path(args.out), Path(args.envinfo) if args.envinfo else None, args.commit,
+                         args.partial)
+    print(path)
+    return 0
+
+
+def _site(args) -> int:
+    for line in site.vendor(args.html, args.node_modules):
+        print(f"imgload: vendored {line}")
+    return 0
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+
+def _data_commands(sub) -> None:
     data = sub.add_parser("data", help="prepare and inspect datasets").add_subparsers(dest="action", required=True)
 
     prep = data.add_parser("prepare", help="fetch or generate, then materialize; prints the prepared path")
-    prep.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT, help="dataset name or manifest path")
-    prep.add_argument("--data-dir", help="default: $IMGLOAD_DATA_DIR, else .data/ in the repository")
+    _dataset_args(prep)
     prep.add_argument("--url", help="download from here instead of the manifest's URL (its hash must still match)")
     prep.add_argument("-q", "--quiet", action="store_true")
     prep.set_defaults(func=_prepare)
@@ -91,18 +156,70 @@ def parser() -> argparse.ArgumentParser:
     data.add_parser("list", help="datasets with a manifest in datasets/").set_defaults(func=_list)
 
     verify = data.add_parser("verify", help="re-check a prepared set file by file; names the first bad file")
-    verify.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
-    verify.add_argument("--data-dir")
+    _dataset_args(verify)
     verify.set_defaults(func=_verify)
 
     info = data.add_parser("info", help="counts and mean file size per format of a prepared set")
-    info.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT)
-    info.add_argument("--data-dir")
+    _dataset_args(info)
     info.set_defaults(func=_info)
 
-    ladder.add_commands(sub)
-    report.add_parser(sub)
-    site.add_parser(sub)
+
+def _ladder_commands(sub) -> None:
+    cmds = sub.add_parser("ladder", help="release ladders: one git commit per library release, for asv").add_subparsers(
+        dest="action", required=True)
+    b = cmds.add_parser("build", help="write the ladder's git repo and asv config; prints the config path")
+    _ladder_name(b)
+    _ladder_dir(b)
+    b.set_defaults(func=_ladder_build)
+
+    f = cmds.add_parser("find", help="asv find over a built ladder, then a verdict: every step confirmed by interleaved re-measurement")
+    _ladder_name(f)
+    f.add_argument("bench", help="regex selecting one benchmark (and optionally parameters), as for asv find")
+    f.add_argument("--invert", action="store_true", help="look for a speedup instead of a slowdown")
+    f.add_argument("--machine", help="asv machine name (default: this host's)")
+    f.add_argument("--factor", type=float, default=verdict.FACTOR,
+                   help=f"smallest ratio called a step (default {verdict.FACTOR:g})")
+    f.add_argument("--repeat", default=None, metavar="N",
+                   help="samples per release in each interleaved batch of the verdict (default 12, at least 7: fewer"
+                        " can never reach the rank test's p < 0.002)")
+    f.add_argument("--max-samples", type=int, default=None, metavar="N",
+                   help="stop adding batches at N samples per release (default: 4 batches)")
+    _ladder_dir(f)
+    f.add_argument("--show-stderr", action="store_true", help="show the benchmarks' stderr (asv find --show-stderr)")
+    f.set_defaults(func=_ladder_find)
+
+    r = cmds.add_parser("refresh", help="rewrite a ladder's versions and release dates from the package index")
+    _ladder_name(r)
+    r.add_argument("--index-url", help="default: the index pip installs from ($PIP_INDEX_URL, pip's index-url, else pip's default)")
+    r.add_argument("--since", help="oldest version to keep (default: the ladder's current oldest)")
+    r.set_defaults(func=_ladder_refresh)
+
+
+def _report_command(sub) -> None:
+    p = sub.add_parser("report", help="asv results -> Markdown tables and PNG plots across library stacks")
+    p.add_argument("--results", default=".asv/results", help="asv results folder (default: .asv/results)")
+    p.add_argument("--out", default=".asv/report", help="where report.md and the PNGs go (default: .asv/report)")
+    p.add_argument("--envinfo", help="environment build records (default: envinfo/ beside the results folder)")
+    p.add_argument("--commit", help="report this commit (hash prefix) instead of the one covering the most environments")
+    p.add_argument("--partial", action="store_true",
+                   help="leave out results files that cannot be read (named in a banner) instead of stopping")
+    p.set_defaults(func=_report)
+
+
+def _site_command(sub) -> None:
+    p = sub.add_parser("site", help="make the published asv site self-contained (no CDN requests)")
+    p.add_argument("--html", default=".asv/html", help="the published site (default: .asv/html)")
+    p.add_argument("--node-modules", default=str(site.NODE_MODULES), help="where npm ci installed site/package.json")
+    p.set_defaults(func=_site)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m imgload", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    _data_commands(sub)
+    _ladder_commands(sub)
+    _report_command(sub)
+    _site_command(sub)
     return p
 
 

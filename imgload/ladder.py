@@ -24,7 +24,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,62 +336,3 @@ def check_built_here(conf_path: Path) -> None:
         if found[key] != want:
             raise LadderError(f"{conf_path}: built for another checkout or folder ({key} {found[key]!r}, here {want!r});"
                               f" rebuild it here: make ladder NAME={conf_path.parent.name}")
-
-
-# -- python -m imgload ladder ... --------------------------------------------------------
-
-
-def _build_cmd(args) -> int:
-    conf = build(args.name, args.ladder_dir)
-    ladder = load(args.name)
-    print(f"imgload: {ladder.library} ladder: {len(ladder.rungs)} releases ({ladder.rungs[0].version} .. "
-          f"{ladder.rungs[-1].version}) in {conf.parent / 'repo'}", file=sys.stderr)
-    print(conf)
-    return 0
-
-
-def _find_cmd(args) -> int:
-    from . import ladder_find
-
-    return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine, factor=args.factor,
-                            show_stderr=args.show_stderr, root=args.ladder_dir,
-                            samples=ladder_find.parse_samples(args.repeat), max_samples=args.max_samples)
-
-
-def _refresh_cmd(args) -> int:
-    from . import ladder_refresh
-
-    path = ladder_refresh.refresh(args.name, index_url=args.index_url, since=args.since)
-    print(path)
-    return 0
-
-
-def add_commands(sub) -> None:
-    """`python -m imgload ladder build|refresh|find`, added to the CLI's subcommands."""
-    cmds = sub.add_parser("ladder", help="release ladders: one git commit per library release, for asv").add_subparsers(
-        dest="action", required=True)
-    b = cmds.add_parser("build", help="write the ladder's git repo and asv config; prints the config path")
-    b.add_argument("name", help="a ladder in ladders/ or a path to a ladder .toml")
-    b.add_argument("--ladder-dir", help="default: $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository")
-    b.set_defaults(func=_build_cmd)
-
-    f = cmds.add_parser("find", help="asv find over a built ladder, then a verdict: every step confirmed by interleaved re-measurement")
-    f.add_argument("name")
-    f.add_argument("bench", help="regex selecting one benchmark (and optionally parameters), as for asv find")
-    f.add_argument("--invert", action="store_true", help="look for a speedup instead of a slowdown")
-    f.add_argument("--machine", help="asv machine name (default: this host's)")
-    f.add_argument("--factor", type=float, default=1.1, help="smallest ratio called a step (default 1.1)")
-    f.add_argument("--repeat", default=None, metavar="N",
-                   help="samples per release in each interleaved batch of the verdict (default 12, at least 7: fewer"
-                        " can never reach the rank test's p < 0.002)")
-    f.add_argument("--max-samples", type=int, default=None, metavar="N",
-                   help="stop adding batches at N samples per release (default: 4 batches)")
-    f.add_argument("--ladder-dir")
-    f.add_argument("--show-stderr", action="store_true", help="show the benchmarks' stderr (asv find --show-stderr)")
-    f.set_defaults(func=_find_cmd)
-
-    r = cmds.add_parser("refresh", help="rewrite a ladder's versions and release dates from the package index")
-    r.add_argument("name")
-    r.add_argument("--index-url", help="default: the index pip installs from ($PIP_INDEX_URL, pip's index-url, else pip's default)")
-    r.add_argument("--since", help="oldest version to keep (default: the ladder's current oldest)")
-    r.set_defaults(func=_refresh_cmd)

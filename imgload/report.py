@@ -8,7 +8,6 @@ A missing, failed or skipped result is "n/a", never an error.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -416,6 +415,8 @@ def ordered(benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
 
 def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, commit: str | None = None,
            partial: bool = False) -> Path:
+    """report.md and its plots in `out_dir`, one section per machine of `results_dir`; returns report.md's
+    path. `partial` leaves out results files that cannot be read (named in a banner) instead of stopping."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ResultsError(f"{out_dir}: not a folder (--out names the folder report.md and its plots go to)")
     benchmarks, machines, broken = load(results_dir, envinfo_dir, commit, partial)
@@ -440,23 +441,3 @@ def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, co
     path = out_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path
-
-
-def add_parser(sub) -> None:
-    """`report` in `python -m imgload`'s sub-commands."""
-    p = sub.add_parser("report", help="asv results -> Markdown tables and PNG plots across library stacks")
-    p.add_argument("--results", default=".asv/results", help="asv results folder (default: .asv/results)")
-    p.add_argument("--out", default=".asv/report", help="where report.md and the PNGs go (default: .asv/report)")
-    p.add_argument("--envinfo", help="environment build records (default: envinfo/ beside the results folder)")
-    p.add_argument("--commit", help="report this commit (hash prefix) instead of the one covering the most environments")
-    p.add_argument("--partial", action="store_true",
-                   help="leave out results files that cannot be read (named in a banner) instead of stopping")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    """A ResultsError goes up to cli.main, which prints it."""
-    path = render(Path(args.results), Path(args.out), Path(args.envinfo) if args.envinfo else None, args.commit,
-                  args.partial)
-    print(path)
-    return 0

@@ -11,7 +11,6 @@ does not know about is an error, so an asv upgrade cannot quietly bring the netw
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import re
@@ -87,18 +86,3 @@ def vendor(html_dir: str | Path, modules: str | Path = NODE_MODULES) -> list[str
         if (modules / folder).is_dir():
             shutil.copytree(modules / folder, html_dir / "vendor" / folder, dirs_exist_ok=True)
     return report
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("site", help="make the published asv site self-contained (no CDN requests)")
-    p.add_argument("--html", default=".asv/html", help="the published site (default: .asv/html)")
-    p.add_argument("--node-modules", default=str(NODE_MODULES), help="where npm ci installed site/package.json")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    """A SiteError goes up to cli.main, which prints it."""
-    lines = vendor(args.html, args.node_modules)
-    for line in lines:
-        print(f"imgload: vendored {line}")
-    return 0
