@@ -11,7 +11,7 @@ ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench quick test data machine publish preview report clean venv ladder find
+.PHONY: bench quick test check data machine publish preview report clean venv ladder find
 
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
@@ -72,7 +72,13 @@ find: machine
 $(SITE_JS): site/package-lock.json
 	npm ci --prefix site --ignore-scripts --no-audit --no-fund
 
-test: $(STAMP) $(SITE_JS)
+# ruff's lint and format checks (pyproject's [tool.ruff]), rewriting nothing: `ruff format .` fixes the format
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# make check, then the whole test suite
+test: check $(STAMP) $(SITE_JS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the site, self-contained: no CDN requests, so it also works offline
