@@ -10,7 +10,12 @@ from .common import SmallDataset
 class ArrayFiles(SmallDataset):
     """One 32x32x3 array per file, as ndarray.dump (p2), pickle protocol 5 or np.save wrote it."""
 
-    params = (list(ARRAY_LOADERS), ["pickle-p2", "pickle-p5", "npy"], list(EXECUTIONS), list(suite.CACHES))
+    params = (
+        list(ARRAY_LOADERS),
+        ["pickle-p2", "pickle-p5", "npy"],
+        list(EXECUTIONS),
+        list(suite.CACHES),
+    )
     param_names = ["loader", "format", "execution", "cache"]
 
     def setup(self, root, loader, fmt, execution, cache):

@@ -12,8 +12,10 @@ class Sample:
     param_names = ["benchmark"]
     timeout = 300
 
+    # fmt: off
     def setup_cache(self):
         return {"small": suite.prepare(suite.small_dataset()), "large": suite.prepare(suite.large_dataset())}
+    # fmt: on
 
     setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
 

@@ -23,7 +23,8 @@ class Benchmark:
 
     def teardown(self, *params):
         """Close the call's workers and let its inputs' memory go before the next setup.
-        asv tears down after a setup that raised NotImplementedError (n/a) too: load is None then."""
+        asv tears down after a setup that raised NotImplementedError (n/a) too:
+        load is None then."""
         if self.load is not None:
             close = getattr(self.load, "close", None)
             if close is not None:

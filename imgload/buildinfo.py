@@ -22,8 +22,16 @@ import re
 from importlib import metadata
 
 # cv2.getBuildInformation() lines worth showing: codecs, and what the CPU code may use
-OPENCV_KEYS = ("JPEG", "SIMD Support", "PNG", "ZLib", "Baseline", "Dispatched code generation",
-               "Parallel framework", "Intel IPP")
+OPENCV_KEYS = (
+    "JPEG",
+    "SIMD Support",
+    "PNG",
+    "ZLib",
+    "Baseline",
+    "Dispatched code generation",
+    "Parallel framework",
+    "Intel IPP",
+)
 PIL_FEATURES = ("libjpeg_turbo", "jpg", "zlib")
 
 
@@ -96,7 +104,11 @@ def banners(path: str | os.PathLike | None) -> dict[str, str]:
             blob = f.read()
     except OSError:
         return {}
-    return {codec: m.group(1).decode() for codec, pattern in BANNERS.items() if (m := re.search(pattern, blob))}
+    return {
+        codec: m.group(1).decode()
+        for codec, pattern in BANNERS.items()
+        if (m := re.search(pattern, blob))
+    }
 
 
 def loaded_library(stem: str) -> str | None:
@@ -126,11 +138,25 @@ def simplejpeg() -> dict | None:
     mod = _import("simplejpeg._jpeg")
     if mod is None:
         return None
-    return {"version": _dist("simplejpeg"), "libjpeg_turbo": banners(mod.__file__).get("libjpeg-turbo")}
+    return {
+        "version": _dist("simplejpeg"),
+        "libjpeg_turbo": banners(mod.__file__).get("libjpeg-turbo"),
+    }
 
 
-IMAGECODECS_KEYS = ("libjpeg_turbo", "mozjpeg", "libpng", "libspng", "zlib", "zlib_ng", "libdeflate",
-                    "libwebp", "libavif", "libjxl", "heif")
+IMAGECODECS_KEYS = (
+    "libjpeg_turbo",
+    "mozjpeg",
+    "libpng",
+    "libspng",
+    "zlib",
+    "zlib_ng",
+    "libdeflate",
+    "libwebp",
+    "libavif",
+    "libjxl",
+    "heif",
+)
 
 
 def imagecodecs() -> dict | None:
@@ -138,7 +164,10 @@ def imagecodecs() -> dict | None:
     if codecs is None:
         return None
     linked = codecs.version(dict)  # every codec it was built with and its version, or "n/a"
-    return {"version": codecs.__version__, **{k: linked[k] for k in IMAGECODECS_KEYS if linked.get(k) not in (None, "n/a")}}
+    return {
+        "version": codecs.__version__,
+        **{k: linked[k] for k in IMAGECODECS_KEYS if linked.get(k) not in (None, "n/a")},
+    }
 
 
 def pyvips() -> dict | None:
@@ -146,9 +175,13 @@ def pyvips() -> dict | None:
     if vips is None:
         return None
     found = banners(loaded_library("libvips"))
-    return {"version": vips.__version__, "libvips": ".".join(str(vips.version(i)) for i in range(3)),
-            "binary": _dist("pyvips-binary"), "jpeg": _codec(found, "libjpeg-turbo", "mozjpeg"),
-            "png": _codec(found, "libpng")}
+    return {
+        "version": vips.__version__,
+        "libvips": ".".join(str(vips.version(i)) for i in range(3)),
+        "binary": _dist("pyvips-binary"),
+        "jpeg": _codec(found, "libjpeg-turbo", "mozjpeg"),
+        "png": _codec(found, "libpng"),
+    }
 
 
 def _codec(found: dict[str, str], *names: str) -> str | None:
@@ -174,8 +207,12 @@ def kornia_rs() -> dict | None:
     if kornia is None:
         return None
     found = banners(kornia.__file__)  # a static Rust extension: its crates are compiled in
-    return {"version": _dist("kornia-rs"), "jpeg": _codec(found, "zune-jpeg"), "png": _codec(found, "png crate"),
-            "libjpeg_turbo": found.get("libjpeg-turbo")}
+    return {
+        "version": _dist("kornia-rs"),
+        "jpeg": _codec(found, "zune-jpeg"),
+        "png": _codec(found, "png crate"),
+        "libjpeg_turbo": found.get("libjpeg-turbo"),
+    }
 
 
 def pyspng() -> dict | None:

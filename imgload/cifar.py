@@ -24,7 +24,18 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 SIDE = 32
-LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+LABEL_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 # (module, name) pairs an ndarray pickle may use, from NumPy 1.x and 2.x writers
 _ALLOWED_GLOBALS = frozenset(
@@ -105,7 +116,11 @@ def read(root: Path) -> tuple[Split, Split]:
         return Split(
             images=np.concatenate([planes_to_images(b["data"]) for b in batches]),
             labels=np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches]),
-            filenames=[f.decode() if isinstance(f, bytes) else str(f) for b in batches for f in b["filenames"]],
+            filenames=[
+                f.decode() if isinstance(f, bytes) else str(f)
+                for b in batches
+                for f in b["filenames"]
+            ],
             batch_sizes=[len(b["labels"]) for b in batches],
         )
 
@@ -132,7 +147,9 @@ class _Python2Pickler(pickle._Pickler):
     dispatch[bytes] = save_py2_str
 
     def save_global(self, obj, name=None):
-        if getattr(obj, "__name__", None) == "_reconstruct" and "multiarray" in getattr(obj, "__module__", ""):
+        if getattr(obj, "__name__", None) == "_reconstruct" and "multiarray" in getattr(
+            obj, "__module__", ""
+        ):
             self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
             self.memoize(obj)
         else:
@@ -159,13 +176,23 @@ def write(root: Path, train: Split, test: Split) -> None:
     root.mkdir(parents=True, exist_ok=True)
     size = len(train.images) // len(TRAIN_BATCHES)
     if size * len(TRAIN_BATCHES) != len(train.images):
-        raise ValueError(f"{len(train.images)} training images do not split into {len(TRAIN_BATCHES)} batches")
+        raise ValueError(
+            f"{len(train.images)} training images do not split into {len(TRAIN_BATCHES)} batches"
+        )
     batches = []
     for i, name in enumerate(TRAIN_BATCHES):
         s = slice(i * size, (i + 1) * size)
         label = f"training batch {i + 1} of {len(TRAIN_BATCHES)}"
-        batches.append((name, batch_dict(label, train.images[s], train.labels[s], train.filenames[s])))
-    batches.append((TEST_BATCH, batch_dict("testing batch 1 of 1", test.images, test.labels, test.filenames)))
-    meta = {"num_cases_per_batch": size, "label_names": list(LABEL_NAMES), "num_vis": 3 * SIDE * SIDE}
+        batches.append(
+            (name, batch_dict(label, train.images[s], train.labels[s], train.filenames[s]))
+        )
+    batches.append(
+        (TEST_BATCH, batch_dict("testing batch 1 of 1", test.images, test.labels, test.filenames))
+    )
+    meta = {
+        "num_cases_per_batch": size,
+        "label_names": list(LABEL_NAMES),
+        "num_vis": 3 * SIDE * SIDE,
+    }
     for name, obj in [*batches, ("batches.meta", meta)]:
         dump_python2(obj, root / name)

@@ -23,7 +23,9 @@ from .errors import EXIT_STATUS, UserError
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     """The set a data command works on: its name (the small default) and the data dir it is in."""
-    p.add_argument("name", nargs="?", default=datasets.SMALL_DEFAULT, help="dataset name or manifest path")
+    p.add_argument(
+        "name", nargs="?", default=datasets.SMALL_DEFAULT, help="dataset name or manifest path"
+    )
     p.add_argument("--data-dir", help="default: $IMGLOAD_DATA_DIR, else .data/ in the repository")
 
 
@@ -32,14 +34,17 @@ def _ladder_name(p: argparse.ArgumentParser) -> None:
 
 
 def _ladder_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ladder-dir", help="default: $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository")
+    p.add_argument(
+        "--ladder-dir", help="default: $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository"
+    )
 
 
 # -- python -m imgload data ... -----------------------------------------------------------------
 
 
 def _prepare(args) -> int:
-    datasets.profile()  # a wrong IMGLOAD_PROFILE stops `make data` / `make bench` here, not in every benchmark
+    # a wrong IMGLOAD_PROFILE stops `make data` / `make bench` here, not in every benchmark
+    datasets.profile()
     log = (lambda msg: print(f"imgload: {msg}", file=sys.stderr)) if not args.quiet else None
     path = datasets.prepare(args.name, args.data_dir, log=log, url=args.url)
     _check_evictable(path)
@@ -58,8 +63,10 @@ def _check_evictable(root) -> None:
         pagecache.make_cold([probe])
     except pagecache.PageCacheError:
         raise datasets.DatasetError(
-            f"{root}: its files cannot be evicted from the page cache (tmpfs, or a filesystem that ignores"
-            f" posix_fadvise), so every cold-cache benchmark would fail; set IMGLOAD_DATA_DIR to a folder on a disk") from None
+            f"{root}: its files cannot be evicted from the page cache (tmpfs, or a filesystem that"
+            " ignores posix_fadvise), so every cold-cache benchmark would fail; set"
+            " IMGLOAD_DATA_DIR to a folder on a disk"
+        ) from None
 
 
 def _list(args) -> int:
@@ -73,14 +80,20 @@ def _info(args) -> int:
     m = datasets.manifest(args.name)
     target = datasets.data_root(args.data_dir) / m.name
     if not datasets.is_complete(target, m):
-        raise datasets.DatasetError(f"{m.name} is not prepared in {target.parent}; run: python -m imgload data prepare {m.name}")
+        raise datasets.DatasetError(
+            f"{m.name} is not prepared in {target.parent}; run: python -m imgload data prepare"
+            f" {m.name}"
+        )
     index = datasets.load_index(target)
     if index["shape"]:
         shape = "x".join(map(str, index["shape"]))
     else:  # sizes vary: the range of heights and widths
         hs, ws = zip(*((h, w) for h, w, _ in index["shapes"]))
         shape = f"{min(hs)}-{max(hs)} x {min(ws)}-{max(ws)} x 3"
-    print(f"{m.name}: {index['count']} images ({index['train']} train, {index['test']} test), {shape}, at {target}")
+    print(
+        f"{m.name}: {index['count']} images ({index['train']} train, {index['test']} test),"
+        f" {shape}, at {target}"
+    )
     print(f"prepared in {index.get('prepare_seconds', '?')} s")
     print(f"{'format':10} {'files':>7} {'mean bytes':>11} {'total MB':>9}")
     for fmt, s in index["formats"].items():
@@ -92,13 +105,18 @@ def _verify(args) -> int:
     m = datasets.manifest(args.name)
     target = datasets.data_root(args.data_dir) / m.name
     if not (target / datasets.MARKER).is_file():
-        raise datasets.DatasetError(f"{target} is not a prepared set; run: python -m imgload data prepare {args.name}")
+        raise datasets.DatasetError(
+            f"{target} is not a prepared set; run: python -m imgload data prepare {args.name}"
+        )
     problem = datasets.first_problem(target, full=True)
     if problem:  # a finding, not a refusal: exit 1, as a failed check does
         print(f"imgload: error: {problem}", file=sys.stderr)
         return 1
     index = datasets.load_index(target)
-    print(f"{m.name}: ok, {sum(s['count'] for s in index['formats'].values())} files match SHA256SUMS")
+    print(
+        f"{m.name}: ok, {sum(s['count'] for s in index['formats'].values())}"
+        " files match SHA256SUMS"
+    )
     return 0
 
 
@@ -108,16 +126,27 @@ def _verify(args) -> int:
 def _ladder_build(args) -> int:
     conf = ladder.build(args.name, args.ladder_dir)
     built = ladder.load(args.name)
-    print(f"imgload: {built.library} ladder: {len(built.rungs)} releases ({built.rungs[0].version} .. "
-          f"{built.rungs[-1].version}) in {conf.parent / 'repo'}", file=sys.stderr)
+    print(
+        f"imgload: {built.library} ladder: {len(built.rungs)} releases ({built.rungs[0].version} "
+        f".. {built.rungs[-1].version}) in {conf.parent / 'repo'}",
+        file=sys.stderr,
+    )
     print(conf)
     return 0
 
 
 def _ladder_find(args) -> int:
-    return ladder_find.find(args.name, args.bench, invert=args.invert, machine=args.machine, factor=args.factor,
-                            show_stderr=args.show_stderr, root=args.ladder_dir,
-                            samples=ladder_find.parse_samples(args.repeat), max_samples=args.max_samples)
+    return ladder_find.find(
+        args.name,
+        args.bench,
+        invert=args.invert,
+        machine=args.machine,
+        factor=args.factor,
+        show_stderr=args.show_stderr,
+        root=args.ladder_dir,
+        samples=ladder_find.parse_samples(args.repeat),
+        max_samples=args.max_samples,
+    )
 
 
 def _ladder_refresh(args) -> int:
@@ -129,8 +158,13 @@ def _ladder_refresh(args) -> int:
 
 
 def _report(args) -> int:
-    path = report.render(Path(args.results), Path(args.out), Path(args.envinfo) if args.envinfo else None, args.commit,
-                         args.partial)
+    path = report.render(
+        Path(args.results),
+        Path(args.out),
+        Path(args.envinfo) if args.envinfo else None,
+        args.commit,
+        args.partial,
+    )
     print(path)
     return 0
 
@@ -145,17 +179,26 @@ def _site(args) -> int:
 
 
 def _data_commands(sub) -> None:
-    data = sub.add_parser("data", help="prepare and inspect datasets").add_subparsers(dest="action", required=True)
+    data = sub.add_parser("data", help="prepare and inspect datasets").add_subparsers(
+        dest="action", required=True
+    )
 
-    prep = data.add_parser("prepare", help="fetch or generate, then materialize; prints the prepared path")
+    prep = data.add_parser(
+        "prepare", help="fetch or generate, then materialize; prints the prepared path"
+    )
     _dataset_args(prep)
-    prep.add_argument("--url", help="download from here instead of the manifest's URL (its hash must still match)")
+    prep.add_argument(
+        "--url",
+        help="download from here instead of the manifest's URL (its hash must still match)",
+    )
     prep.add_argument("-q", "--quiet", action="store_true")
     prep.set_defaults(func=_prepare)
 
     data.add_parser("list", help="datasets with a manifest in datasets/").set_defaults(func=_list)
 
-    verify = data.add_parser("verify", help="re-check a prepared set file by file; names the first bad file")
+    verify = data.add_parser(
+        "verify", help="re-check a prepared set file by file; names the first bad file"
+    )
     _dataset_args(verify)
     verify.set_defaults(func=_verify)
 
@@ -165,51 +208,105 @@ def _data_commands(sub) -> None:
 
 
 def _ladder_commands(sub) -> None:
-    cmds = sub.add_parser("ladder", help="release ladders: one git commit per library release, for asv").add_subparsers(
-        dest="action", required=True)
-    b = cmds.add_parser("build", help="write the ladder's git repo and asv config; prints the config path")
+    cmds = sub.add_parser(
+        "ladder", help="release ladders: one git commit per library release, for asv"
+    ).add_subparsers(dest="action", required=True)
+    b = cmds.add_parser(
+        "build", help="write the ladder's git repo and asv config; prints the config path"
+    )
     _ladder_name(b)
     _ladder_dir(b)
     b.set_defaults(func=_ladder_build)
 
-    f = cmds.add_parser("find", help="asv find over a built ladder, then a verdict: every step confirmed by interleaved re-measurement")
+    f = cmds.add_parser(
+        "find",
+        help="asv find over a built ladder, then a verdict: every step confirmed by interleaved"
+        " re-measurement",
+    )
     _ladder_name(f)
-    f.add_argument("bench", help="regex selecting one benchmark (and optionally parameters), as for asv find")
-    f.add_argument("--invert", action="store_true", help="look for a speedup instead of a slowdown")
+    f.add_argument(
+        "bench", help="regex selecting one benchmark (and optionally parameters), as for asv find"
+    )
+    f.add_argument(
+        "--invert", action="store_true", help="look for a speedup instead of a slowdown"
+    )
     f.add_argument("--machine", help="asv machine name (default: this host's)")
-    f.add_argument("--factor", type=float, default=verdict.FACTOR,
-                   help=f"smallest ratio called a step (default {verdict.FACTOR:g})")
-    f.add_argument("--repeat", default=None, metavar="N",
-                   help="samples per release in each interleaved batch of the verdict (default 12, at least 7: fewer"
-                        " can never reach the rank test's p < 0.002)")
-    f.add_argument("--max-samples", type=int, default=None, metavar="N",
-                   help="stop adding batches at N samples per release (default: 4 batches)")
+    f.add_argument(
+        "--factor",
+        type=float,
+        default=verdict.FACTOR,
+        help=f"smallest ratio called a step (default {verdict.FACTOR:g})",
+    )
+    f.add_argument(
+        "--repeat",
+        default=None,
+        metavar="N",
+        help="samples per release in each interleaved batch of the verdict (default 12, at least"
+        " 7: fewer can never reach the rank test's p < 0.002)",
+    )
+    f.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop adding batches at N samples per release (default: 4 batches)",
+    )
     _ladder_dir(f)
-    f.add_argument("--show-stderr", action="store_true", help="show the benchmarks' stderr (asv find --show-stderr)")
+    f.add_argument(
+        "--show-stderr",
+        action="store_true",
+        help="show the benchmarks' stderr (asv find --show-stderr)",
+    )
     f.set_defaults(func=_ladder_find)
 
-    r = cmds.add_parser("refresh", help="rewrite a ladder's versions and release dates from the package index")
+    r = cmds.add_parser(
+        "refresh", help="rewrite a ladder's versions and release dates from the package index"
+    )
     _ladder_name(r)
-    r.add_argument("--index-url", help="default: the index pip installs from ($PIP_INDEX_URL, pip's index-url, else pip's default)")
+    r.add_argument(
+        "--index-url",
+        help="default: the index pip installs from ($PIP_INDEX_URL, pip's index-url, else pip's"
+        " default)",
+    )
     r.add_argument("--since", help="oldest version to keep (default: the ladder's current oldest)")
     r.set_defaults(func=_ladder_refresh)
 
 
 def _report_command(sub) -> None:
-    p = sub.add_parser("report", help="asv results -> Markdown tables and PNG plots across library stacks")
-    p.add_argument("--results", default=".asv/results", help="asv results folder (default: .asv/results)")
-    p.add_argument("--out", default=".asv/report", help="where report.md and the PNGs go (default: .asv/report)")
-    p.add_argument("--envinfo", help="environment build records (default: envinfo/ beside the results folder)")
-    p.add_argument("--commit", help="report this commit (hash prefix) instead of the one covering the most environments")
-    p.add_argument("--partial", action="store_true",
-                   help="leave out results files that cannot be read (named in a banner) instead of stopping")
+    p = sub.add_parser(
+        "report", help="asv results -> Markdown tables and PNG plots across library stacks"
+    )
+    p.add_argument(
+        "--results", default=".asv/results", help="asv results folder (default: .asv/results)"
+    )
+    p.add_argument(
+        "--out",
+        default=".asv/report",
+        help="where report.md and the PNGs go (default: .asv/report)",
+    )
+    p.add_argument(
+        "--envinfo", help="environment build records (default: envinfo/ beside the results folder)"
+    )
+    p.add_argument(
+        "--commit",
+        help="report this commit (hash prefix) instead of the one covering the most environments",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="leave out results files that cannot be read (named in a banner) instead of stopping",
+    )
     p.set_defaults(func=_report)
 
 
 def _site_command(sub) -> None:
     p = sub.add_parser("site", help="make the published asv site self-contained (no CDN requests)")
     p.add_argument("--html", default=".asv/html", help="the published site (default: .asv/html)")
-    p.add_argument("--node-modules", default=str(site.NODE_MODULES), help="where npm ci installed site/package.json")
+    p.add_argument(
+        "--node-modules",
+        default=str(site.NODE_MODULES),
+        help="where npm ci installed site/package.json",
+    )
     p.set_defaults(func=_site)
 
 

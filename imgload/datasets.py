@@ -51,8 +51,14 @@ SMALL_DEFAULT = "synthetic-cifar10"
 LARGE_DEFAULT = "synthetic-large"
 MARKER = "COMPLETE"
 LAYOUTS = manifest_check.KINDS  # source kind -> layouts read
-DOWNLOADS, SOURCES, LOCKS = "downloads", "sources", ".locks"  # the data dir's own folders: no dataset may take these names
-SOURCE_MARKER = ".imgload-source"  # in sources/<name>/: the digest of the [source] table they were made from
+DOWNLOADS, SOURCES, LOCKS = (
+    "downloads",
+    "sources",
+    ".locks",
+)  # the data dir's own folders: no dataset may take these names
+SOURCE_MARKER = (
+    ".imgload-source"  # in sources/<name>/: the digest of the [source] table they were made from
+)
 FORMAT_VERSION = 1  # bump when the prepared layout changes: old sets are then rebuilt
 LOCK_POLL = 0.5  # seconds between tries at a lock another process holds
 # While waiting for a lock, a line at least this often: under asv the wait is a setup_cache
@@ -114,18 +120,21 @@ def _read_manifest(path: Path) -> dict:
     except tomllib.TOMLDecodeError as e:
         raise DatasetError(f"{path}: invalid TOML: {e}") from None
     except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}), as TOML must be") from None
+        raise DatasetError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}), as TOML must be"
+        ) from None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read the manifest ({e.strerror})") from None
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data dir: `data_dir` (--data-dir), else $IMGLOAD_DATA_DIR, else .data/ in the repository.
+    """The data dir: `data_dir` (--data-dir), else $IMGLOAD_DATA_DIR,
+    else .data/ in the repository.
 
     A relative path is taken relative to the repository root, not to the current folder, and
-    resolved each time it is read (a leading ~ is expanded): asv runs setup_cache in a temporary folder, where a path
-    relative to the current folder would name a fresh data dir that is regenerated there and
-    thrown away, and `make data`'s prepared copy would never be read."""
+    resolved each time it is read (a leading ~ is expanded): asv runs setup_cache in a temporary
+    folder, where a path relative to the current folder would name a fresh data dir that is
+    regenerated there and thrown away, and `make data`'s prepared copy would never be read."""
     chosen = data_dir or os.environ.get("IMGLOAD_DATA_DIR") or ".data"
     return (REPO / Path(chosen).expanduser()).resolve()
 
@@ -171,8 +180,12 @@ def _rebuild_hint(target: Path) -> str:
 
 
 def _discard_hint(target: Path) -> str:
-    """The next command for a problem only the full check sees: prepare would reuse the set as it is."""
-    return f"; to rebuild, delete {target / MARKER} and run: python -m imgload data prepare {target.name}"
+    """The next command for a problem only the full check sees:
+    prepare would reuse the set as it is."""
+    return (
+        f"; to rebuild, delete {target / MARKER} and run: python -m imgload data prepare"
+        f" {target.name}"
+    )
 
 
 def _listed_files(target: Path) -> dict[str, int]:
@@ -187,7 +200,9 @@ def _listed_files(target: Path) -> dict[str, int]:
     try:
         return _recorded_sizes(target, index)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise _Problem(f"{path}: malformed ({type(e).__name__}: {e}){_rebuild_hint(target)}") from None
+        raise _Problem(
+            f"{path}: malformed ({type(e).__name__}: {e}){_rebuild_hint(target)}"
+        ) from None
 
 
 def _recorded_sizes(target: Path, index: dict) -> dict[str, int]:
@@ -196,7 +211,10 @@ def _recorded_sizes(target: Path, index: dict) -> dict[str, int]:
         if fmt not in materialize.FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         if "sizes" not in summary:
-            raise _Problem(f"{target / 'index.json'}: records no file sizes (written by an older imgload){_rebuild_hint(target)}")
+            raise _Problem(
+                f"{target / 'index.json'}: records no file sizes (written by an older"
+                f" imgload){_rebuild_hint(target)}"
+            )
         sizes, count = summary["sizes"], int(index["count"])
         if len(sizes) != count:
             raise ValueError(f"{len(sizes)} {fmt} sizes for {count} images")
@@ -217,7 +235,12 @@ def _check_sizes(target: Path, files: dict[str, int]) -> None:
         except OSError as e:
             raise _Problem(f"{path}: unreadable ({e.strerror}){_rebuild_hint(target)}") from None
         if actual != size:
-            what = "zero bytes" if actual == 0 else f"content differs from what was prepared ({actual:,} bytes, index.json records {size:,})"
+            what = (
+                "zero bytes"
+                if actual == 0
+                else f"content differs from what was prepared ({actual:,} bytes, index.json"
+                f" records {size:,})"
+            )
             raise _Problem(f"{path}: {what}{_rebuild_hint(target)}")
 
 
@@ -235,14 +258,16 @@ def _check_strays(files: dict[str, int]) -> None:
                 raise _Problem(f"{path}: stray file, not part of the prepared set (delete it)")
 
 
-CHECKSUM_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")  # what sha256sum writes and `sha256sum -c` reads
+CHECKSUM_LINE = re.compile(
+    r"([0-9a-f]{64})  (\S.*)"
+)  # what sha256sum writes and `sha256sum -c` reads
 
 
 def _check_checksums(target: Path, files: dict[str, int]) -> None:
     """Every format file against SHA256SUMS: one well-formed line per file, digests equal."""
     sums = target / "SHA256SUMS"
     prefix = f"{target}/"
-    wanted = {p[len(prefix):]: p for p in files if not p.startswith(f"{prefix}batches/")}
+    wanted = {p[len(prefix) :]: p for p in files if not p.startswith(f"{prefix}batches/")}
     try:
         lines = sums.read_text().splitlines()
     except FileNotFoundError:
@@ -250,17 +275,28 @@ def _check_checksums(target: Path, files: dict[str, int]) -> None:
     except (OSError, ValueError) as e:
         raise _Problem(f"{sums}: unreadable ({e}){_discard_hint(target)}") from None
     if len(lines) != len(wanted):
-        raise _Problem(f"{sums}: {len(lines)} entries, expected {len(wanted)}{_discard_hint(target)}")
+        raise _Problem(
+            f"{sums}: {len(lines)} entries, expected {len(wanted)}{_discard_hint(target)}"
+        )
     seen = set()
     for number, line in enumerate(lines, 1):
         found = CHECKSUM_LINE.fullmatch(line)
         name = found and found.group(2)
         if not found or name not in wanted or name in seen:
-            why = "is not '<sha256>  <file>'" if not found else "names a file twice" if name in seen else "names no file of the set"
+            why = (
+                "is not '<sha256>  <file>'"
+                if not found
+                else "names a file twice"
+                if name in seen
+                else "names no file of the set"
+            )
             raise _Problem(f"{sums} line {number}: {line[:160]!r} {why}{_discard_hint(target)}")
         seen.add(name)
         if hashlib.sha256(Path(wanted[name]).read_bytes()).hexdigest() != found.group(1):
-            raise _Problem(f"{wanted[name]}: content differs from what was prepared (truncated or corrupt){_discard_hint(target)}")
+            raise _Problem(
+                f"{wanted[name]}: content differs from what was prepared (truncated or"
+                f" corrupt){_discard_hint(target)}"
+            )
 
 
 def load_index(target: Path) -> dict:
@@ -278,7 +314,12 @@ def _parsed_index(path: str, mtime_ns: int) -> dict:
 # ---------------------------------------------------------------- preparing
 
 
-def prepare(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None, log=None, url: str | None = None) -> Path:
+def prepare(
+    dataset: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    log=None,
+    url: str | None = None,
+) -> Path:
     """Path of the prepared dataset, building it first if needed (idempotent, locked).
 
     `url` replaces the manifest's download address; the manifest's hash must still match."""
@@ -322,7 +363,9 @@ def _ensure_writable(root: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise DatasetError(f"data dir {root} is not writable ({e.strerror}); set IMGLOAD_DATA_DIR") from None
+        raise DatasetError(
+            f"data dir {root} is not writable ({e.strerror}); set IMGLOAD_DATA_DIR"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -385,7 +428,9 @@ def remove_owned(path: str | os.PathLike, folder: str | os.PathLike, own: str) -
     inside = where != home and path.name not in ("", ".", "..") and where.is_relative_to(home)
     first = where.relative_to(home).parts[0] if inside else ""
     if not own or not (first == own or files.is_scratch(first, own)):
-        raise DatasetError(f"refusing to delete {path}: it is neither {home / own} nor one of its partial folders")
+        raise DatasetError(
+            f"refusing to delete {path}: it is neither {home / own} nor one of its partial folders"
+        )
     if where.is_dir() and not where.is_symlink():
         shutil.rmtree(where)
     else:
@@ -393,7 +438,8 @@ def remove_owned(path: str | os.PathLike, folder: str | os.PathLike, own: str) -
 
 
 def _discard(target: Path, own: str) -> None:
-    """Remove an incomplete or outdated set: rename first, so no half-deleted set keeps its name."""
+    """Remove an incomplete or outdated set: rename first,
+    so no half-deleted set keeps its name."""
     if os.path.lexists(target):
         doomed = files.scratch_path(target, files.DISCARD)
         os.replace(target, doomed)
@@ -420,7 +466,9 @@ def _source(m: Manifest, root: Path, log, url: str | None = None) -> Source:
         return _remote(m, root, log, url)
     seed, shape = m.source["seed"], tuple(m.source["shape"])
     n_train, n_test = m.source["train"], m.source.get("test", 0)
-    _say(log, f"generating {n_train + n_test} synthetic {shape[0]}x{shape[1]} images (seed {seed})")
+    _say(
+        log, f"generating {n_train + n_test} synthetic {shape[0]}x{shape[1]} images (seed {seed})"
+    )
     images = synthetic.images(seed, n_train + n_test, shape)
     labels = synthetic.labels(seed, n_train + n_test)
     names = [f"synthetic_{i:05d}.png" for i in range(n_train + n_test)]
@@ -435,11 +483,15 @@ def _source(m: Manifest, root: Path, log, url: str | None = None) -> Source:
         with files.replacing(src) as partial:
             cifar.write(partial / cifar.FOLDER, train, test)
             _mark_sources(partial, m)
-            remove_owned(src, src.parent, m.name)  # outdated sources: a folder is renamed only onto none
+            remove_owned(
+                src, src.parent, m.name
+            )  # outdated sources: a folder is renamed only onto none
     try:
         return _read_cifar(src / cifar.FOLDER)
     except (OSError, ValueError) as e:
-        raise DatasetError(f"dataset {m.name}: {e}; delete {src} and run the prepare again") from None
+        raise DatasetError(
+            f"dataset {m.name}: {e}; delete {src} and run the prepare again"
+        ) from None
 
 
 def _source_digest(m: Manifest) -> str:
@@ -472,11 +524,17 @@ def _remote(m: Manifest, root: Path, log, url: str | None) -> Source:
             fetch.unpack(archive, src)
             _mark_sources(src, m)
         if m.layout == "image-folder":
-            return _read_image_folder(src / m.source.get("folder", ""), m.source.get("train"), m.source.get("test"))
+            return _read_image_folder(
+                src / m.source.get("folder", ""), m.source.get("train"), m.source.get("test")
+            )
         return _read_cifar(src / m.source.get("folder", cifar.FOLDER))
     except cifar.UnsafePickleError as e:
         raise DatasetError(f"refusing {e}") from None
-    except (OSError, ValueError, imagefolder.ImageFolderError) as e:  # a FetchError is a DatasetError already
+    except (
+        OSError,
+        ValueError,
+        imagefolder.ImageFolderError,
+    ) as e:  # a FetchError is a DatasetError already
         raise DatasetError(f"dataset {m.name}: {e}") from None
 
 
@@ -486,11 +544,19 @@ def _fetch_archive(m: Manifest, root: Path, log, url: str | None) -> Path:
     from . import fetch
 
     archive = root / DOWNLOADS / m.source["archive"]
-    with _locked(root / LOCKS / DOWNLOADS / f"{archive.name}.lock", log, f"fetching {archive.name}"):
+    with _locked(
+        root / LOCKS / DOWNLOADS / f"{archive.name}.lock", log, f"fetching {archive.name}"
+    ):
         files.remove_stale(archive.parent, archive.name, locked=True)  # what a killed fetch left
         size = m.source.get("size")
         _say(log, f"fetching {archive.name}" + (f" ({size:,} bytes)" if size else ""))
-        return fetch.fetch(url or m.source["url"], m.source["hash"], archive, mirror=os.environ.get("IMGLOAD_MIRROR"), log=log)
+        return fetch.fetch(
+            url or m.source["url"],
+            m.source["hash"],
+            archive,
+            mirror=os.environ.get("IMGLOAD_MIRROR"),
+            log=log,
+        )
 
 
 def _read_cifar(folder: Path) -> Source:
@@ -502,24 +568,43 @@ def _read_cifar(folder: Path) -> Source:
     batches[cifar.TEST_BATCH] = (folder / cifar.TEST_BATCH, test.images)
     images = np.concatenate([train.images, test.images]) if len(test.images) else train.images
     labels = np.concatenate([train.labels, test.labels]).tolist()
-    return Source(images, labels, train.filenames + test.filenames, len(train.images), batches, list(cifar.LABEL_NAMES))
+    return Source(
+        images,
+        labels,
+        train.filenames + test.filenames,
+        len(train.images),
+        batches,
+        list(cifar.LABEL_NAMES),
+    )
 
 
 def _read_image_folder(folder: Path, train: str | None, test: str | None) -> Source:
     listing = imagefolder.list_images(folder, train, test)
     images = imagefolder.Images(listing.paths)
-    return Source(images, list(listing.labels), list(listing.relative), listing.n_train, classes=list(listing.classes))
+    return Source(
+        images,
+        list(listing.labels),
+        list(listing.relative),
+        listing.n_train,
+        classes=list(listing.classes),
+    )
 
 
 def _build(m: Manifest, partial: Path, source: Source, log) -> None:
     partial.mkdir(parents=True)
     images = source.images
-    shapes = images.shapes() if isinstance(images, imagefolder.Images) else [tuple(images.shape[1:])] * len(images)
+    shapes = (
+        images.shapes()
+        if isinstance(images, imagefolder.Images)
+        else [tuple(images.shape[1:])] * len(images)
+    )
     _say(log, f"writing {len(images)} images as {', '.join(m.formats)} into {partial.parent}")
     files = materialize.write_files(images, partial, m.formats)
     batches = materialize.write_batches(partial, source.batches) if m.batches else {}
     width = materialize.stem_width(len(images))
-    _write_synced(partial / "SHA256SUMS", "\n".join(materialize.checksum_lines(files, width)) + "\n")
+    _write_synced(
+        partial / "SHA256SUMS", "\n".join(materialize.checksum_lines(files, width)) + "\n"
+    )
     same = len(set(shapes)) == 1
     index = {
         "name": m.name,
@@ -540,10 +625,14 @@ def _build(m: Manifest, partial: Path, source: Source, log) -> None:
         "formats": {fmt: _size_summary(fmt, info["sizes"]) for fmt, info in files.items()},
         "batches": batches,
         "encoding": {
-            "jpeg": {"quality": materialize.JPEG_QUALITY, "subsampling": materialize.JPEG_SUBSAMPLING},
+            "jpeg": {
+                "quality": materialize.JPEG_QUALITY,
+                "subsampling": materialize.JPEG_SUBSAMPLING,
+            },
             "png": {"compress_level": materialize.PNG_COMPRESS_LEVEL},
             "pickle-p2": "pickle protocol 2 of the ndarray (what ndarray.dump writes)",
-            "pickle-p5": "pickle protocol 5, in-band, rebuilt by the public numpy.ndarray constructor",
+            "pickle-p5": "pickle protocol 5, in-band,"
+            " rebuilt by the public numpy.ndarray constructor",
             "npy": "numpy.save",
             "versions": materialize.encoder_versions(),
             **({"originals": ORIGINALS_NOTE} if isinstance(images, imagefolder.Images) else {}),
@@ -553,7 +642,10 @@ def _build(m: Manifest, partial: Path, source: Source, log) -> None:
     _sync_filesystem(partial)  # eviction drops only clean pages: everything must be on disk
 
 
-ORIGINALS_NOTE = "png and jpeg files are the archive's own bytes where it held 8-bit RGB files of that format without EXIF rotation; the rest are encoded as above"
+ORIGINALS_NOTE = (
+    "png and jpeg files are the archive's own bytes where it held 8-bit RGB files of that format"
+    " without EXIF rotation; the rest are encoded as above"
+)
 
 
 def _size_summary(fmt: str, sizes: list[int]) -> dict:
@@ -629,8 +721,14 @@ def sample_indices(index: dict, which: str = "default") -> np.ndarray:
 
 def file_paths(root: Path, index: dict, fmt: str, indices) -> list[str]:
     if fmt not in index["formats"]:
-        raise DatasetError(f"dataset {index['name']} has no {fmt!r} files (it has {', '.join(index['formats'])})")
-    folder, width, suffix = os.path.join(root, fmt), index["stem_width"], index["formats"][fmt]["suffix"]
+        raise DatasetError(
+            f"dataset {index['name']} has no {fmt!r} files (it has {', '.join(index['formats'])})"
+        )
+    folder, width, suffix = (
+        os.path.join(root, fmt),
+        index["stem_width"],
+        index["formats"][fmt]["suffix"],
+    )
     return [f"{folder}/{int(i):0{width}d}{suffix}" for i in indices]
 
 

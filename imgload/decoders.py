@@ -43,7 +43,9 @@ def _require(module: str):
 
 def _rgb(arr: np.ndarray, src: str | bytes) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise DecodeError(f"{_what(src)}: decoded to {arr.dtype} {arr.shape}, expected uint8 (H, W, 3)")
+        raise DecodeError(
+            f"{_what(src)}: decoded to {arr.dtype} {arr.shape}, expected uint8 (H, W, 3)"
+        )
     return arr
 
 
@@ -156,7 +158,9 @@ def _pyvips(fmt: str, source: str) -> Load:
         return _rgb(image.numpy(), src)
 
     if source == "memory":
-        return lambda data: to_rgb(pyvips.Image.new_from_buffer(data, "", access="sequential"), data)
+        return lambda data: to_rgb(
+            pyvips.Image.new_from_buffer(data, "", access="sequential"), data
+        )
     return lambda path: to_rgb(pyvips.Image.new_from_file(path, access="sequential"), path)
 
 
@@ -167,8 +171,10 @@ def _turbojpeg(fmt: str, source: str) -> Load:
         jpeg = turbojpeg.TurboJPEG()
     except (RuntimeError, OSError) as e:
         reason = str(e).splitlines()[0]
-        raise Unavailable(f"PyTurboJPEG needs the system's libturbojpeg, 3.0 or newer for PyTurboJPEG 2 "
-                          f"(README: PyTurboJPEG); here: {reason}") from None
+        raise Unavailable(
+            f"PyTurboJPEG needs the system's libturbojpeg, 3.0 or newer for PyTurboJPEG 2 "
+            f"(README: PyTurboJPEG); here: {reason}"
+        ) from None
     # RGB straight from libjpeg-turbo: PyTurboJPEG's default is BGR
     return _from_bytes(lambda data: jpeg.decode(data, pixel_format=turbojpeg.TJPF_RGB), source)
 
@@ -220,8 +226,10 @@ def _ajpegli(fmt: str, source: str) -> Load:
 
 def _skimage(fmt: str, source: str) -> Load:
     if source == "memory":
-        raise Unavailable("skimage.io.imread takes a file name or URL, not bytes "
-                          "(for bytes its users call imageio, measured as `imageio`)")
+        raise Unavailable(
+            "skimage.io.imread takes a file name or URL, not bytes "
+            "(for bytes its users call imageio, measured as `imageio`)"
+        )
     skio = _require("skimage.io")
     return lambda path: _rgb(skio.imread(path), path)
 
@@ -269,7 +277,14 @@ LOADERS: dict[str, tuple[frozenset[str], Callable[[str, str], Load]]] = {
 # grid stays within make bench's budget; bench_codecs times every image decoder, warm and
 # sequential, from a file and from memory.
 IMAGE_DECODERS = ("cv2", "pil", "imageio", "simplejpeg", "imagecodecs")
-ALL_IMAGE_DECODERS = IMAGE_DECODERS + ("pyvips", "turbojpeg", "kornia-rs", "pyspng", "ajpegli", "skimage")
+ALL_IMAGE_DECODERS = IMAGE_DECODERS + (
+    "pyvips",
+    "turbojpeg",
+    "kornia-rs",
+    "pyspng",
+    "ajpegli",
+    "skimage",
+)
 ARRAY_LOADERS = ("pickle", "numpy")
 
 

@@ -42,7 +42,16 @@ EXACT_VERSION = re.compile(r"[0-9][0-9a-zA-Z.+!]*")  # a release number, no rang
 # named after the environment). A ladder rung installs with --no-deps, so it gets them all, at
 # .venv's versions (fetch_requirements).
 FETCHER = "pooch"
-FETCH_DEPENDENCIES = ("certifi", "charset-normalizer", "idna", "urllib3", "requests", "platformdirs", "packaging")
+FETCH_DEPENDENCIES = (
+    "certifi",
+    "charset-normalizer",
+    "idna",
+    "urllib3",
+    "requests",
+    "platformdirs",
+    "packaging",
+)
+
 
 def canonical(name: str) -> str:
     """A distribution name as PEP 503 normalizes it."""
@@ -56,7 +65,10 @@ def stack_pins(conf: dict, stack: str) -> dict[str, str]:
             pins = dict(entry.get("req", {}))
             loose = [k for k, v in pins.items() if not EXACT_VERSION.fullmatch(str(v))]
             if loose:
-                raise EnvCheckError(f"stack {stack}: pins must be exact versions, not {', '.join(f'{k}={pins[k]!r}' for k in loose)}")
+                raise EnvCheckError(
+                    f"stack {stack}: pins must be exact versions, not"
+                    f" {', '.join(f'{k}={pins[k]!r}' for k in loose)}"
+                )
             return pins
     raise EnvCheckError(f"no stack {stack!r} in the config's include list")
 
@@ -68,11 +80,16 @@ def fetch_pin(conf: dict) -> str:
         req = {canonical(k): str(v) for k, v in entry.get("req", {}).items()}
         stack = entry.get("env", {}).get("IMGLOAD_STACK", "?")
         if FETCHER not in req:
-            raise EnvCheckError(f"stack {stack} does not pin {FETCHER}, which fetching a dataset in setup_cache needs")
+            raise EnvCheckError(
+                f"stack {stack} does not pin {FETCHER},"
+                " which fetching a dataset in setup_cache needs"
+            )
         pins[stack] = req[FETCHER]
     if len(set(pins.values())) != 1:
         listed = ", ".join(f"{stack}: {v}" for stack, v in pins.items()) or "no stack"
-        raise EnvCheckError(f"the stacks must pin one version of {FETCHER}, the fetch of every stack ({listed})")
+        raise EnvCheckError(
+            f"the stacks must pin one version of {FETCHER}, the fetch of every stack ({listed})"
+        )
     return next(iter(pins.values()))
 
 
@@ -82,8 +99,13 @@ def fetch_requirements(conf: dict, constraints: Path) -> list[str]:
     host = {canonical(k): v for k, v in requirement_pins(constraints).items()}
     missing = [name for name in FETCH_DEPENDENCIES if name not in host]
     if missing:
-        raise EnvCheckError(f"{constraints} does not pin {', '.join(missing)}, which {FETCHER} imports")
-    return [f"{FETCHER}=={fetch_pin(conf)}", *(f"{name}=={host[name]}" for name in FETCH_DEPENDENCIES)]
+        raise EnvCheckError(
+            f"{constraints} does not pin {', '.join(missing)}, which {FETCHER} imports"
+        )
+    return [
+        f"{FETCHER}=={fetch_pin(conf)}",
+        *(f"{name}=={host[name]}" for name in FETCH_DEPENDENCIES),
+    ]
 
 
 def mismatches(pins: dict[str, str]) -> list[str]:
@@ -103,7 +125,9 @@ def pip_check() -> list[str]:
     proc = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
     if proc.returncode == 0:
         return []
-    return [f"pip check: {line}" for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return [
+        f"pip check: {line}" for line in (proc.stdout + proc.stderr).splitlines() if line.strip()
+    ]
 
 
 def record_name(env_name: str) -> str:
@@ -124,7 +148,7 @@ def _write_record(out: Path, pins: dict[str, str], **identity) -> None:
     """The verified environment's record (versions and build info), written atomically."""
     record = {
         **identity,
-        "verified_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "verified_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "pins": pins,
         "installed": {name: metadata.version(canonical(name)) for name in pins},
@@ -173,8 +197,13 @@ def check_requirements(argv: list[str]) -> int:
     except (EnvCheckError, OSError) as e:
         print(f"{where}: {e}", file=sys.stderr)
         return 1
-    _write_record(args.record_dir / f"{env_name}-{commit[:8]}.json", pins,
-                  commit=commit, env_name=env_name, requirements=str(args.requirements))
+    _write_record(
+        args.record_dir / f"{env_name}-{commit[:8]}.json",
+        pins,
+        commit=commit,
+        env_name=env_name,
+        requirements=str(args.requirements),
+    )
     print(f"{where}: {len(pins)} pins verified, pip check clean")
     return 0
 
@@ -187,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = os.environ.get("IMGLOAD_STACK")
     try:
         if not stack:
-            raise EnvCheckError("IMGLOAD_STACK is not set: every include entry must set it in its env")
+            raise EnvCheckError(
+                "IMGLOAD_STACK is not set: every include entry must set it in its env"
+            )
         conf = json.loads(conf_path.read_text())
         pins = stack_pins(conf, stack)
         problems = mismatches(pins) + pip_check()
@@ -196,8 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     except (EnvCheckError, OSError, json.JSONDecodeError) as e:
         print(f"imgload: environment {env_name} (stack {stack}): {e}", file=sys.stderr)
         return 1
-    _write_record(record_path(conf, conf_path.parent, env_name), pins, stack=stack, env_name=env_name)
-    print(f"imgload: environment {env_name} (stack {stack}): {len(pins)} pins verified, pip check clean")
+    _write_record(
+        record_path(conf, conf_path.parent, env_name), pins, stack=stack, env_name=env_name
+    )
+    print(
+        f"imgload: environment {env_name} (stack {stack}): {len(pins)} pins verified,"
+        " pip check clean"
+    )
     return 0
 
 

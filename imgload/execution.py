@@ -39,28 +39,38 @@ CHUNKS_PER_WORKER = 4
 
 @dataclass(frozen=True)
 class Execution:
-    kind: str  # what does the work: 'sequential', 'threads' or 'processes' (the report groups by it)
+    kind: (
+        str  # what does the work: 'sequential', 'threads' or 'processes' (the report groups by it)
+    )
     workers: int
     form: str  # threads: 'chunked' or 'queue'; processes: 'shared' or 'pickle'; sequential: 'loop'
 
 
 def describe(execution: str) -> Execution:
-    """'queue-3' -> Execution('threads', 3, 'queue'); ValueError for a name that is none of them."""
+    """'queue-3' -> Execution('threads', 3, 'queue');
+    ValueError for a name that is none of them."""
     if execution == "sequential":
         return Execution("sequential", 1, "loop")
     prefix, _, rest = execution.partition("-")
     workers, _, suffix = rest.partition("-")
-    forms = {("threads", ""): "chunked", ("queue", ""): "queue", ("processes", ""): "shared",
-             ("processes", "pickle"): "pickle"}
+    forms = {
+        ("threads", ""): "chunked",
+        ("queue", ""): "queue",
+        ("processes", ""): "shared",
+        ("processes", "pickle"): "pickle",
+    }
     form = forms.get((prefix, suffix))
     if form is None or not workers.isdigit() or int(workers) < 1:
-        raise ValueError(f"unknown execution {execution!r}; expected sequential, threads-N, queue-N, "
-                         "processes-N or processes-N-pickle")
+        raise ValueError(
+            f"unknown execution {execution!r}; expected sequential, threads-N, queue-N, "
+            "processes-N or processes-N-pickle"
+        )
     return Execution("processes" if prefix == "processes" else "threads", int(workers), form)
 
 
 def parse(execution: str) -> tuple[str, int]:
-    """'threads-4' -> ('threads', 4); 'queue-3' -> ('threads', 3); 'sequential' -> ('sequential', 1)."""
+    """'threads-4' -> ('threads', 4); 'queue-3' -> ('threads', 3);
+    'sequential' -> ('sequential', 1)."""
     e = describe(execution)
     return e.kind, e.workers
 
@@ -97,7 +107,10 @@ class QueueOfPaths:
         self._load = load
         self._queue: queue.Queue = queue.Queue()
         started = threading.Barrier(workers + 1)  # every thread exists before timing starts
-        self._threads = [threading.Thread(target=self._work, args=(started,), daemon=True) for _ in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(started,), daemon=True)
+            for _ in range(workers)
+        ]
         for t in self._threads:
             t.start()
         started.wait()
@@ -155,7 +168,9 @@ class Runner:
         if self.execution.form == "queue":
             self._pool = QueueOfPaths(self.load, self.workers)
         elif self.kind == "threads":
-            self._pool = ThreadPoolExecutor(self.workers, initializer=decoders.limit_library_threads)
+            self._pool = ThreadPoolExecutor(
+                self.workers, initializer=decoders.limit_library_threads
+            )
             barrier = threading.Barrier(self.workers)  # every thread exists before timing starts
             list(self._pool.map(lambda _: barrier.wait(), range(self.workers)))
 
@@ -179,7 +194,8 @@ class Runner:
         return out
 
     def close(self) -> None:
-        """Stop a Runner's threads; process pools stay up for the next Runner (shutdown_process_pools)."""
+        """Stop a Runner's threads; process pools stay up for the next Runner
+        (shutdown_process_pools)."""
         if self.kind == "threads" and self._pool is not None:
             if self.execution.form == "queue":
                 self._pool.close()

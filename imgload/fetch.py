@@ -36,7 +36,9 @@ from . import files
 from .datasets import DatasetError
 
 RETRIES = 3  # further attempts after a failed download (pooch waits 1 s, 2 s, 3 s)
-TIMEOUT = 60  # seconds requests waits to connect, and for each read: what bounds a stalled download
+TIMEOUT = (
+    60  # seconds requests waits to connect, and for each read: what bounds a stalled download
+)
 # Off a terminal, a progress line at least this often while bytes arrive. Under asv these lines
 # are what keeps a long download going: asv stops a setup_cache after suite.SETUP_CACHE_TIMEOUT
 # seconds *without output*, not after that long in all.
@@ -51,13 +53,21 @@ def _pooch():
     try:
         import pooch
     except ImportError:
-        raise FetchError(f"fetching datasets needs pooch, which {sys.executable} lacks: pin it in this environment as"
-                         f" every stack in asv.conf.json does, or run `make data` first") from None
+        raise FetchError(
+            f"fetching datasets needs pooch, which {sys.executable} lacks: pin it in this"
+            " environment as every stack in asv.conf.json does, or run `make data` first"
+        ) from None
     return pooch
 
 
-def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retries: int | None = None,
-          log=None) -> Path:
+def fetch(
+    url: str,
+    known_hash: str,
+    dest: Path,
+    mirror: str | None = None,
+    retries: int | None = None,
+    log=None,
+) -> Path:
     """dest (from the mirror if it has it, else from url), its hash verified; reused if present.
 
     `log` (a callable taking one line) gets the progress lines where stderr is not a terminal."""
@@ -67,19 +77,25 @@ def fetch(url: str, known_hash: str, dest: Path, mirror: str | None = None, retr
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and _hash_of(dest, known_hash) == known_hash.partition(":")[2]:
         return dest
-    with files.replacing(dest, inside=True) as part:  # pooch's temporary files go in the scratch folder too
+    with files.replacing(
+        dest, inside=True
+    ) as part:  # pooch's temporary files go in the scratch folder too
         _fetch_into(part, url, known_hash, mirror, retries, log)
     return dest
 
 
-def _fetch_into(dest: Path, url: str, known_hash: str, mirror: str | None, retries: int, log=None) -> Path:
+def _fetch_into(
+    dest: Path, url: str, known_hash: str, mirror: str | None, retries: int, log=None
+) -> Path:
     """dest, verified, from the mirror if it has the file, else from url."""
     if mirror and "://" not in mirror:
         if (Path(mirror) / dest.name).is_file():  # a wrong copy there is an error, not a miss
             return _copy_verified(Path(mirror) / dest.name, known_hash, dest)
     elif mirror:
         try:
-            return _download(mirror.rstrip("/") + "/" + dest.name, known_hash, dest, retries=0, log=log)
+            return _download(
+                mirror.rstrip("/") + "/" + dest.name, known_hash, dest, retries=0, log=log
+            )
         except FetchError:
             pass  # not on the mirror: the source itself
     return _download(url, known_hash, dest, retries, log)
@@ -88,17 +104,25 @@ def _fetch_into(dest: Path, url: str, known_hash: str, mirror: str | None, retri
 def _download(url: str, known_hash: str, dest: Path, retries: int, log=None) -> Path:
     pooch = _pooch()
     fetcher = pooch.create(
-        path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url}, retry_if_failed=retries
+        path=dest.parent,
+        base_url="",
+        registry={dest.name: known_hash},
+        urls={dest.name: url},
+        retry_if_failed=retries,
     )
     progress = _progress(dest.name, log)
     try:
-        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT))
+        fetcher.fetch(
+            dest.name, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT)
+        )
     except ValueError as e:  # pooch's hash mismatch: says expected and got
         progress.drop()
         raise FetchError(f"{url}: {e}") from None
     except Exception as e:  # requests' connection and HTTP errors, after the retries
         progress.drop()
-        raise FetchError(f"{url}: download failed after {retries + 1} attempts: {_reason(e)}") from None
+        raise FetchError(
+            f"{url}: download failed after {retries + 1} attempts: {_reason(e)}"
+        ) from None
     progress.close()
     return dest
 
@@ -106,7 +130,11 @@ def _download(url: str, known_hash: str, dest: Path, retries: int, log=None) -> 
 def _reason(e: Exception) -> str:
     """The root cause of a requests error, without the layers of reprs around it."""
     text = str(e)
-    for pattern in (r"\[Errno -?\d+\] [^'\")]+", r"IncompleteRead\(\d+ bytes read, \d+ more expected\)", r"\d{3} (Client|Server) Error: .*"):
+    for pattern in (
+        r"\[Errno -?\d+\] [^'\")]+",
+        r"IncompleteRead\(\d+ bytes read, \d+ more expected\)",
+        r"\d{3} (Client|Server) Error: .*",
+    ):
         found = re.search(pattern, text)
         if found:
             return found.group(0)
@@ -152,10 +180,15 @@ class _Lines:
     def reset(self) -> None:  # pooch then reports the whole size with update(total)
         self._done = 0
 
-    def close(self) -> None:  # pooch closes a complete download, and so does _download: say it once
+    def close(
+        self,
+    ) -> None:  # pooch closes a complete download, and so does _download: say it once
         if self._running:
             self._running = False
-            self._log(f"{self._name}: {_mb(self._done)} downloaded in {time.monotonic() - self._started:.0f} s")
+            self._log(
+                f"{self._name}: {_mb(self._done)} downloaded in"
+                f" {time.monotonic() - self._started:.0f} s"
+            )
 
     def drop(self) -> None:
         self._running = False
@@ -192,7 +225,9 @@ class _Progress:
         self._bar.update(min(n, self._bar.total - self._bar.n) if self._bar.total else n)
 
     def reset(self) -> None:  # pooch then fills the bar with update(total)
-        self._bar.update(-self._bar.n)  # unlike tqdm's reset(), keeps the start time: the rate stays true
+        self._bar.update(
+            -self._bar.n
+        )  # unlike tqdm's reset(), keeps the start time: the rate stays true
 
     def close(self) -> None:
         if self._bar is not None:
@@ -256,10 +291,14 @@ def _unzip(archive: Path, into: Path) -> None:
             name = PurePosixPath(info.filename)
             mode = info.external_attr >> 16
             if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
-                raise FetchError(f"{archive}: refused member {info.filename!r}: path leads outside the target")
+                raise FetchError(
+                    f"{archive}: refused member {info.filename!r}: path leads outside the target"
+                )
             kind = stat.S_IFMT(mode)  # 0 when the writer recorded no Unix file type
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise FetchError(f"{archive}: refused member {info.filename!r}: not a regular file or folder")
+                raise FetchError(
+                    f"{archive}: refused member {info.filename!r}: not a regular file or folder"
+                )
         try:
             zf.extractall(into)
         except (zipfile.BadZipFile, OSError) as e:

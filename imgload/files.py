@@ -41,7 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRATCH = "partial"  # the word in every scratch name: .<name>.partial-<pid><suffix>
-DISCARD = "discard"  # .<name>.partial-discard-<pid><suffix>: a set renamed away before it is deleted
+DISCARD = (
+    "discard"  # .<name>.partial-discard-<pid><suffix>: a set renamed away before it is deleted
+)
 
 
 # ---------------------------------------------------------------- paths
@@ -75,14 +77,18 @@ def scratch_path(target: str | os.PathLike, kind: str = "") -> Path:
     if kind not in ("", DISCARD):
         raise ValueError(f"scratch kind {kind!r}: expected '' or {DISCARD!r}")
     target = Path(target)
-    return target.with_name(f".{target.name}.{SCRATCH}-{kind + '-' if kind else ''}{os.getpid()}{target.suffix}")
+    return target.with_name(
+        f".{target.name}.{SCRATCH}-{kind + '-' if kind else ''}{os.getpid()}{target.suffix}"
+    )
 
 
 def _pattern(own: str) -> re.Pattern | None:
     if not own or own in (".", "..") or "/" in own or "\0" in own:
         return None
     suffix = re.escape(Path(own).suffix)
-    return re.compile(rf"\.{re.escape(own)}\.(?:{SCRATCH}-(?:{DISCARD}-)?(?P<pid>[0-9]+)(?:{suffix})?|part-(?P<old>[0-9]+))")
+    return re.compile(
+        rf"\.{re.escape(own)}\.(?:{SCRATCH}-(?:{DISCARD}-)?(?P<pid>[0-9]+)(?:{suffix})?|part-(?P<old>[0-9]+))"
+    )
 
 
 def is_scratch(name: str, own: str) -> bool:
@@ -137,7 +143,9 @@ def replacing(target: str | os.PathLike, *, inside: bool = False) -> Iterator[Pa
         _remove(scratch, target.name)  # gone already once renamed into place (or, inside, emptied)
 
 
-def write_atomic(path: str | os.PathLike, text: str, check: Callable[[Path], object] | None = None) -> None:
+def write_atomic(
+    path: str | os.PathLike, text: str, check: Callable[[Path], object] | None = None
+) -> None:
     """Replace `path` with `text` in one rename; `check(scratch path)` may refuse it by raising,
     and then the old file stays. The scratch name ends in the target's suffix, for checks that
     look at it."""

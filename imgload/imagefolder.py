@@ -30,7 +30,8 @@ EXIF_ORIENTATION = 0x0112
 
 
 class ImageFolderError(UserError):
-    """A one-line reason naming the file or folder at fault (datasets puts the set's name in front)."""
+    """A one-line reason naming the file or folder at fault
+    (datasets puts the set's name in front)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,17 @@ def list_images(folder: Path, train: str | None = None, test: str | None = None)
             raise ImageFolderError(f"{split}: no such split folder in the archive")
         found.append(sorted(_image_files(split)))
         if not found[-1]:
-            raise ImageFolderError(f"{split}: holds no image files ({', '.join(sorted(EXTENSIONS))})")
-    classes = sorted({p.relative_to(s).parts[0] for s, files in zip(splits, found) for p in files if len(p.relative_to(s).parts) > 1})
+            raise ImageFolderError(
+                f"{split}: holds no image files ({', '.join(sorted(EXTENSIONS))})"
+            )
+    classes = sorted(
+        {
+            p.relative_to(s).parts[0]
+            for s, files in zip(splits, found)
+            for p in files
+            if len(p.relative_to(s).parts) > 1
+        }
+    )
     number = {name: i for i, name in enumerate(classes)}
     paths, relative, labels = [], [], []
     for split, files in zip(splits, found):

@@ -54,8 +54,14 @@ class Rung:
     pins: dict[str, str]  # every pin of the rung, the ladder's library included
 
     def requirements(self, library: str) -> str:
-        lines = [f"# {library} {self.version}, released {self.released.isoformat()}: one rung of a release ladder"]
-        lines += [f"{name}=={self.pins[name]}" for name in [library, *sorted(n for n in self.pins if n != library)]]
+        lines = [
+            f"# {library} {self.version}, released {self.released.isoformat()}: one rung of a"
+            " release ladder"
+        ]
+        lines += [
+            f"{name}=={self.pins[name]}"
+            for name in [library, *sorted(n for n in self.pins if n != library)]
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -64,20 +70,27 @@ class Ladder:
     name: str
     library: str
     rungs: tuple[Rung, ...]
-    find_links: Path | None = None  # install only from this folder (--no-index), e.g. self-built wheels
+    find_links: Path | None = (
+        None  # install only from this folder (--no-index), e.g. self-built wheels
+    )
 
 
 def ladder_dir(root: str | os.PathLike | None = None) -> Path:
-    """Where built ladders live: `root`, else $IMGLOAD_LADDER_DIR, else .asv/ladders in the repository."""
-    return Path(root or os.environ.get("IMGLOAD_LADDER_DIR") or REPO / ".asv" / "ladders").resolve()
+    """Where built ladders live: `root`, else $IMGLOAD_LADDER_DIR,
+    else .asv/ladders in the repository."""
+    return Path(
+        root or os.environ.get("IMGLOAD_LADDER_DIR") or REPO / ".asv" / "ladders"
+    ).resolve()
 
 
 def built_folder(ladder: Ladder, root: str | os.PathLike | None = None) -> Path:
     """The ladder's own folder in the ladder dir, named after its file: a build replaces what is
     in it, so the name must not lead anywhere else (no '..', no leading dot or dash)."""
     if not _NAME.fullmatch(ladder.name):
-        raise LadderError(f"ladder file name {ladder.name!r}.toml: expected a plain ladder name (letters, digits, '.',"
-                          f" '_', '-', starting with a letter or digit); rename the file")
+        raise LadderError(
+            f"ladder file name {ladder.name!r}.toml: expected a plain ladder name (letters,"
+            " digits, '.', '_', '-', starting with a letter or digit); rename the file"
+        )
     return ladder_dir(root) / ladder.name
 
 
@@ -91,11 +104,17 @@ def _version(text, where: str) -> Version:
 
 def _pins(table, where: str) -> dict[str, str]:
     if not isinstance(table, dict):
-        raise LadderError(f"{where} must be a table of package = \"exact version\"")
+        raise LadderError(f'{where} must be a table of package = "exact version"')
     pins = {}
     for name, value in table.items():
-        if not _NAME.fullmatch(name) or not isinstance(value, str) or not EXACT_VERSION.fullmatch(value):
-            raise LadderError(f"{where}: {name} = {value!r} is not an exact pin (package = \"1.2.3\")")
+        if (
+            not _NAME.fullmatch(name)
+            or not isinstance(value, str)
+            or not EXACT_VERSION.fullmatch(value)
+        ):
+            raise LadderError(
+                f'{where}: {name} = {value!r} is not an exact pin (package = "1.2.3")'
+            )
         pins[canonical(name)] = value
     return pins
 
@@ -120,36 +139,57 @@ def load(name_or_path: str | os.PathLike) -> Ladder:
         raise LadderError(f"{where}: library must be a PyPI name, got {library!r}")
     library = canonical(library)
     versions = raw.get("versions")
-    if not isinstance(versions, list) or not versions or not all(isinstance(v, str) for v in versions):
-        raise LadderError(f"{where}: versions must be a non-empty list of quoted versions, oldest first")
+    if (
+        not isinstance(versions, list)
+        or not versions
+        or not all(isinstance(v, str) for v in versions)
+    ):
+        raise LadderError(
+            f"{where}: versions must be a non-empty list of quoted versions, oldest first"
+        )
     parsed = [_version(v, f"{where}: versions") for v in versions]
     for v, text_v in zip(parsed, versions):
         if v.is_prerelease or v.is_devrelease:
             raise LadderError(f"{where}: versions: {text_v} is not a final release")
     for a, b, ta, tb in zip(parsed, parsed[1:], versions, versions[1:]):
         if not a < b:
-            raise LadderError(f"{where}: versions must be increasing, oldest first: {ta} comes before {tb}")
+            raise LadderError(
+                f"{where}: versions must be increasing, oldest first: {ta} comes before {tb}"
+            )
     released = raw.get("released", {})
     if not isinstance(released, dict):
-        raise LadderError(f"{where}: released must be a table of \"version\" = release date")
+        raise LadderError(f'{where}: released must be a table of "version" = release date')
     for v in versions:
-        if not isinstance(released.get(v), datetime.date) or isinstance(released.get(v), datetime.datetime):
-            raise LadderError(f"{where}: released.\"{v}\" must be the release date (e.g. 2024-07-01)")
+        if not isinstance(released.get(v), datetime.date) or isinstance(
+            released.get(v), datetime.datetime
+        ):
+            raise LadderError(
+                f'{where}: released."{v}" must be the release date (e.g. 2024-07-01)'
+            )
     extra = set(released) - set(versions)
     if extra:
-        raise LadderError(f"{where}: released lists versions not in versions: {', '.join(sorted(extra))}")
+        raise LadderError(
+            f"{where}: released lists versions not in versions: {', '.join(sorted(extra))}"
+        )
     base = _pins(raw.get("base", {}), f"{where}: [base]")
     if library in base:
         raise LadderError(f"{where}: [base] must not pin the ladder's own library {library}")
     overrides = []
-    if not isinstance(raw.get("override", []), list) or not all(isinstance(e, dict) for e in raw.get("override", [])):
-        raise LadderError(f"{where}: override must be [[override]] tables (before = \"version\", then pins)")
+    if not isinstance(raw.get("override", []), list) or not all(
+        isinstance(e, dict) for e in raw.get("override", [])
+    ):
+        raise LadderError(
+            f'{where}: override must be [[override]] tables (before = "version", then pins)'
+        )
     for i, entry in enumerate(raw.get("override", [])):
         entry = dict(entry)
         before = _version(entry.pop("before", None), f"{where}: override #{i + 1} before")
         pins = _pins(entry, f"{where}: override #{i + 1}")
         if not set(pins) <= set(base):
-            raise LadderError(f"{where}: override #{i + 1} may only change [base] pins, not {', '.join(sorted(set(pins) - set(base)))}")
+            raise LadderError(
+                f"{where}: override #{i + 1} may only change [base] pins, not"
+                f" {', '.join(sorted(set(pins) - set(base)))}"
+            )
         overrides.append((before, pins))
     rungs = []
     for v, text_v in zip(parsed, versions):
@@ -171,7 +211,7 @@ def load(name_or_path: str | os.PathLike) -> Ladder:
 
 def _stamp(date: datetime.date) -> str:
     """git's raw date format: seconds since the epoch and the UTC offset."""
-    at = datetime.datetime(date.year, date.month, date.day, RELEASE_HOUR, tzinfo=datetime.timezone.utc)
+    at = datetime.datetime(date.year, date.month, date.day, RELEASE_HOUR, tzinfo=datetime.UTC)
     return f"{int(at.timestamp())} +0000"
 
 
@@ -186,25 +226,40 @@ def _git_env(date: datetime.date | None) -> dict[str, str]:
     return env
 
 
-def git(repo: Path, *args: str, date: datetime.date | None = None, stdin: str | None = None) -> str:
+def git(
+    repo: Path, *args: str, date: datetime.date | None = None, stdin: str | None = None
+) -> str:
     """Run git in `repo` with no user config; `date` sets author and committer dates."""
-    proc = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True, env=_git_env(date))
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=_git_env(date),
+    )
     if proc.returncode != 0:
         raise LadderError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
     return proc.stdout.strip()
 
 
-def _commit(repo: Path, files: dict[str, str], message: str, date: datetime.date, parent: str | None) -> str:
+def _commit(
+    repo: Path, files: dict[str, str], message: str, date: datetime.date, parent: str | None
+) -> str:
     entries = []
     for name, content in sorted(files.items()):
         blob = git(repo, "hash-object", "-w", "--stdin", stdin=content)
         entries.append(f"100644 blob {blob}\t{name}\n")
     tree = git(repo, "mktree", stdin="".join(entries))
-    return git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, date=date)
+    return git(
+        repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, date=date
+    )
 
 
 def _tag(repo: Path, commit: str, name: str, date: datetime.date) -> str:
-    body = f"object {commit}\ntype commit\ntag {name}\ntagger {IDENTITY[0]} <{IDENTITY[1]}> {_stamp(date)}\n\n{name}\n"
+    body = (
+        f"object {commit}\ntype commit\ntag {name}\ntagger {IDENTITY[0]} <{IDENTITY[1]}>"
+        f" {_stamp(date)}\n\n{name}\n"
+    )
     return git(repo, "mktag", stdin=body)
 
 
@@ -220,28 +275,53 @@ def _clear_interrupted(repo: Path) -> None:
 
 
 def write_repo(ladder: Ladder, repo: Path) -> list[str]:
-    """Create or update the ladder's repository in place; returns the rung commits, oldest first."""
+    """Create or update the ladder's repository in place; returns the rung commits,
+    oldest first."""
     if not (repo / ".git").is_dir():
         _clear_interrupted(repo)
         try:
-            with files.replacing(repo) as fresh:  # a half-initialised repository never sits at `repo`
+            with files.replacing(
+                repo
+            ) as fresh:  # a half-initialised repository never sits at `repo`
                 fresh.mkdir()
                 git(fresh, "init", "--quiet", "--initial-branch", BRANCH)
         except OSError as e:
             if (repo / ".git").is_dir():
                 pass  # another build made it meanwhile
-            elif e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):  # something else sits at `repo`
-                raise LadderError(f"{repo} exists and is not a git repository; remove it and build again") from None
+            elif e.errno in (
+                errno.ENOTEMPTY,
+                errno.EEXIST,
+                errno.ENOTDIR,
+            ):  # something else sits at `repo`
+                raise LadderError(
+                    f"{repo} exists and is not a git repository; remove it and build again"
+                ) from None
             else:
-                raise LadderError(f"{repo}: cannot create the ladder's repository ({e.strerror})") from None
+                raise LadderError(
+                    f"{repo}: cannot create the ladder's repository ({e.strerror})"
+                ) from None
     first = ladder.rungs[0].released
-    readme = (f"Release ladder of {ladder.library}: one commit per release, oldest first, each tagged with\n"
-              f"its version. {REQUIREMENTS} holds the exact pins asv installs for that release.\n")
-    head = _commit(repo, {"README": readme}, f"{ladder.library} release ladder: root (no release)", first, None)
+    readme = (
+        f"Release ladder of {ladder.library}: one commit per release, oldest first, each tagged"
+        " with\n"
+        f"its version. {REQUIREMENTS} holds the exact pins asv installs for that release.\n"
+    )
+    head = _commit(
+        repo,
+        {"README": readme},
+        f"{ladder.library} release ladder: root (no release)",
+        first,
+        None,
+    )
     rungs, tags = [], {}
     for rung in ladder.rungs:
-        head = _commit(repo, {"README": readme, REQUIREMENTS: rung.requirements(ladder.library)},
-                       f"{ladder.library} {rung.version}", rung.released, head)
+        head = _commit(
+            repo,
+            {"README": readme, REQUIREMENTS: rung.requirements(ladder.library)},
+            f"{ladder.library} {rung.version}",
+            rung.released,
+            head,
+        )
         rungs.append(head)
         tags[rung.version] = _tag(repo, head, rung.version, rung.released)
     old_tags = set(git(repo, "tag", "--list").split())
@@ -259,7 +339,10 @@ def write_repo(ladder: Ladder, repo: Path) -> list[str]:
 def _asv_runner_pin(conf: dict) -> str:
     pins = {entry.get("req", {}).get("asv_runner") for entry in conf.get("include", [])} - {None}
     if len(pins) != 1:
-        raise LadderError(f"asv.conf.json: every include entry must pin the same asv_runner, found {sorted(pins)}")
+        raise LadderError(
+            "asv.conf.json: every include entry must pin the same asv_runner, found"
+            f" {sorted(pins)}"
+        )
     return pins.pop()
 
 
@@ -277,10 +360,19 @@ def _fetch_requirements(ladder: Ladder, conf: dict) -> str:
 
 
 def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
-    """The main config with the ladder repository as its project and one environment for every rung."""
-    source = f"--no-index --find-links {shlex.quote(str(ladder.find_links))}" if ladder.find_links else ""
+    """The main config with the ladder repository as its project and one environment for every
+    rung."""
+    source = (
+        f"--no-index --find-links {shlex.quote(str(ladder.find_links))}"
+        if ladder.find_links
+        else ""
+    )
     requirements = "{build_dir}/" + REQUIREMENTS
-    conf = {k: v for k, v in main_conf.items() if k not in ("repo_subdir", "matrix", "include", "exclude")}
+    conf = {
+        k: v
+        for k, v in main_conf.items()
+        if k not in ("repo_subdir", "matrix", "include", "exclude")
+    }
     conf.update(
         project=f"{main_conf.get('project', 'imgload-benchmarks')} ({ladder.library} releases)",
         repo=str(repo),
@@ -295,8 +387,18 @@ def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
         # between rungs and ladders. --no-deps: the pins are the whole stack (the rung's and the
         # fetch's), pip check proves it.
         install_command=[
-            " ".join(filter(None, ["in-dir={env_dir} python -m pip install --only-binary=:all: --no-deps", source,
-                                   _fetch_requirements(ladder, main_conf), "-r", requirements])),
+            " ".join(
+                filter(
+                    None,
+                    [
+                        "in-dir={env_dir} python -m pip install --only-binary=:all: --no-deps",
+                        source,
+                        _fetch_requirements(ladder, main_conf),
+                        "-r",
+                        requirements,
+                    ],
+                )
+            ),
             # run from the repository so that `python -m imgload.envcheck` finds the package
             # (asv drops PYTHONPATH from the commands it runs)
             f"in-dir={shlex.quote(str(REPO))} python -m imgload.envcheck"
@@ -308,9 +410,13 @@ def asv_config(ladder: Ladder, repo: Path, main_conf: dict) -> dict:
     return conf
 
 
-def build(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None,
-          main_conf: Path = REPO / "asv.conf.json") -> Path:
-    """Build (or rebuild, identically) a ladder's repository and asv config; returns the config path."""
+def build(
+    name_or_path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    main_conf: Path = REPO / "asv.conf.json",
+) -> Path:
+    """Build (or rebuild, identically) a ladder's repository and asv config;
+    returns the config path."""
     ladder = load(name_or_path)
     out = built_folder(ladder, root)
     out.mkdir(parents=True, exist_ok=True)
@@ -327,12 +433,24 @@ def check_built_here(conf_path: Path) -> None:
     try:
         conf = json.loads(conf_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise LadderError(f"{conf_path}: unreadable ({e}); rebuild it: make ladder NAME={conf_path.parent.name}") from None
+        raise LadderError(
+            f"{conf_path}: unreadable ({e}); rebuild it: make ladder NAME={conf_path.parent.name}"
+        ) from None
     expected = {"repo": str(conf_path.parent / "repo"), "envcheck in-dir": shlex.quote(str(REPO))}
-    found = {"repo": conf.get("repo"),
-             "envcheck in-dir": next((c.split()[0].removeprefix("in-dir=") for c in conf.get("install_command", [])
-                                      if "imgload.envcheck" in c), None)}
+    found = {
+        "repo": conf.get("repo"),
+        "envcheck in-dir": next(
+            (
+                c.split()[0].removeprefix("in-dir=")
+                for c in conf.get("install_command", [])
+                if "imgload.envcheck" in c
+            ),
+            None,
+        ),
+    }
     for key, want in expected.items():
         if found[key] != want:
-            raise LadderError(f"{conf_path}: built for another checkout or folder ({key} {found[key]!r}, here {want!r});"
-                              f" rebuild it here: make ladder NAME={conf_path.parent.name}")
+            raise LadderError(
+                f"{conf_path}: built for another checkout or folder ({key} {found[key]!r}, here"
+                f" {want!r}); rebuild it here: make ladder NAME={conf_path.parent.name}"
+            )

@@ -1,4 +1,5 @@
-"""`make find`: `asv find` over a built release ladder, then a verdict that survives a busy machine.
+"""`make find`: `asv find` over a built release ladder,
+then a verdict that survives a busy machine.
 
 `asv find` stays the engine the user runs first, but it bisects on three samples per
 release, not interleaved, and always names some release, even on a flat ladder; on a
@@ -68,18 +69,24 @@ class Candidate:
 def rung_versions(repo: Path) -> list[tuple[str, str]]:
     """(commit, version) of every rung, oldest first, read back from the repository's tags."""
     out = []
-    for commit in ladders.git(repo, "rev-list", "--first-parent", "--reverse", ladders.BRANCH).split()[1:]:
+    for commit in ladders.git(
+        repo, "rev-list", "--first-parent", "--reverse", ladders.BRANCH
+    ).split()[1:]:
         tag = ladders.git(repo, "tag", "--points-at", commit).split()
         out.append((commit, tag[0] if tag else commit[:8]))
     return out
 
 
 def pins_at(repo: Path, commit: str) -> dict[str, str]:
-    return envcheck.parse_pins(ladders.git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}"), f"{commit[:8]}:{ladders.REQUIREMENTS}")
+    return envcheck.parse_pins(
+        ladders.git(repo, "show", f"{commit}:{ladders.REQUIREMENTS}"),
+        f"{commit[:8]}:{ladders.REQUIREMENTS}",
+    )
 
 
 def parse_samples(text: str | int | None) -> int:
-    """REPEAT / --repeat: samples per release and batch, checked against what the rank test can reach."""
+    """REPEAT / --repeat: samples per release and batch,
+    checked against what the rank test can reach."""
     if text is None or text == "":
         return SAMPLES
     need = verdict.min_samples()
@@ -89,8 +96,10 @@ def parse_samples(text: str | int | None) -> int:
         samples = None
     if samples is None or samples < need:
         raise ladders.LadderError(
-            f"REPEAT={text}: samples per release must be a whole number of at least {need} (with fewer, asv's rank"
-            f" test cannot reach p < {verdict.P_THRESHOLD:g}, so no step could ever be confirmed); the default is {SAMPLES}")
+            f"REPEAT={text}: samples per release must be a whole number of at least {need} (with"
+            f" fewer, asv's rank test cannot reach p < {verdict.P_THRESHOLD:g}, so no step could"
+            f" ever be confirmed); the default is {SAMPLES}"
+        )
     return samples
 
 
@@ -103,13 +112,27 @@ def _progress(line: str) -> bool:
     return line.startswith("· ") or line.startswith("·· For ")
 
 
-def run_asv_find(conf: Path, root: str, bench: str, invert: bool, asv_args: list[str], verbose: bool = False) -> str:
+def run_asv_find(
+    conf: Path, root: str, bench: str, invert: bool, asv_args: list[str], verbose: bool = False
+) -> str:
     """Run asv find over every rung, echoing its progress (all of its output when `verbose`,
     or when it fails); returns the commit it names."""
-    cmd = [sys.executable, "-m", "asv", "find", "--config", str(conf), *(["--invert"] if invert else []),
-           *asv_args, f"{root}..{ladders.BRANCH}", bench]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asv",
+        "find",
+        "--config",
+        str(conf),
+        *(["--invert"] if invert else []),
+        *asv_args,
+        f"{root}..{ladders.BRANCH}",
+        bench,
+    ]
     found, held = None, []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         for line in proc.stdout:
             if verbose or _progress(line):
                 sys.stdout.write(line)
@@ -135,19 +158,44 @@ def find_config(conf: Path) -> Path:
     return path
 
 
-def measure(conf: Path, machine: str, bench: str, commits: list[str], samples: int | None = None,
-            append: bool = False, show_stderr: bool = False) -> None:
+def measure(
+    conf: Path,
+    machine: str,
+    bench: str,
+    commits: list[str],
+    samples: int | None = None,
+    append: bool = False,
+    show_stderr: bool = False,
+) -> None:
     """`asv run` of `bench` on `commits`, raw samples kept. With `samples`: that many per
     commit, in interleaved rounds of ROUND (A B, then B A, ...), so that a machine getting
     busier or quieter during the measurement hits every release alike; `append` adds them to
     the samples stored before. asv's own output is shown only when it fails."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=conf.parent, delete=False) as f:
         f.write("\n".join(commits) + "\n")
-    cmd = [sys.executable, "-m", "asv", "run", "--config", str(conf), "--machine", machine, "--record-samples",
-           "-b", bench, f"HASHFILE:{f.name}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asv",
+        "run",
+        "--config",
+        str(conf),
+        "--machine",
+        machine,
+        "--record-samples",
+        "-b",
+        bench,
+        f"HASHFILE:{f.name}",
+    ]
     if samples:
         rounds = max(2, math.ceil(samples / ROUND))
-        cmd += ["--interleave-rounds", "-a", f"rounds={rounds}", "-a", f"repeat={math.ceil(samples / rounds)}"]
+        cmd += [
+            "--interleave-rounds",
+            "-a",
+            f"rounds={rounds}",
+            "-a",
+            f"repeat={math.ceil(samples / rounds)}",
+        ]
     cmd += ["--append-samples"] if append else []
     cmd += ["--show-stderr"] if show_stderr else []
     try:
@@ -157,7 +205,9 @@ def measure(conf: Path, machine: str, bench: str, commits: list[str], samples: i
     if proc.returncode != 0:
         if not show_stderr:
             sys.stdout.write((proc.stdout or "")[-4000:] + (proc.stderr or "")[-2000:])
-        raise ladders.LadderError("asv run failed while measuring the ladder again; its output is above")
+        raise ladders.LadderError(
+            "asv run failed while measuring the ladder again; its output is above"
+        )
 
 
 # -- reading what asv stored -------------------------------------------------------------
@@ -167,7 +217,9 @@ def _config(conf_path: Path):
     from asv.config import Config
 
     conf = Config.load(str(conf_path))
-    conf.results_dir = str(Path(conf_path).parent / conf.results_dir)  # asv reads it relative to the config
+    conf.results_dir = str(
+        Path(conf_path).parent / conf.results_dir
+    )  # asv reads it relative to the config
     return conf
 
 
@@ -190,7 +242,9 @@ def selection(conf_paths: list[Path], bench: str) -> list[Selected] | None:
                 label = f"{name}({', '.join(combos[index])})" if params else name
                 out.append(Selected(name, params, index, label, bm.get("unit", "seconds")))
         if not out:
-            raise ladders.LadderError(f"no benchmark matches {bench!r} (the list in {conf.results_dir})")
+            raise ladders.LadderError(
+                f"no benchmark matches {bench!r} (the list in {conf.results_dir})"
+            )
         return out
     return None
 
@@ -200,7 +254,9 @@ def samples_at(conf_path: Path, machine: str, commit: str, sel: Selected) -> lis
     asv kept no samples); None where there is no result, or a failed one."""
     from asv.results import iter_results_for_machine_and_hash
 
-    for result in iter_results_for_machine_and_hash(_config(conf_path).results_dir, machine, commit):
+    for result in iter_results_for_machine_and_hash(
+        _config(conf_path).results_dir, machine, commit
+    ):
         if sel.name not in result.get_all_result_keys():
             continue
         value = result.get_result_value(sel.name, sel.params)[sel.index]
@@ -211,11 +267,16 @@ def samples_at(conf_path: Path, machine: str, commit: str, sel: Selected) -> lis
     return None
 
 
-def ladder_values(conf_paths: list[Path], machine: str, rungs, sel: Selected) -> list[float | None]:
-    """One value per rung: its fastest stored sample, from the first results folder that has one."""
+def ladder_values(
+    conf_paths: list[Path], machine: str, rungs, sel: Selected
+) -> list[float | None]:
+    """One value per rung: its fastest stored sample,
+    from the first results folder that has one."""
     out = []
     for commit, _ in rungs:
-        found = next((s for s in (samples_at(p, machine, commit, sel) for p in conf_paths) if s), None)
+        found = next(
+            (s for s in (samples_at(p, machine, commit, sel) for p in conf_paths) if s), None
+        )
         out.append(min(found) if found else None)
     return out
 
@@ -233,11 +294,15 @@ def candidates(values: dict[str, list], named: int, invert: bool) -> list[Candid
     """Where to measure again: the ladder's level changes in the sought direction, largest
     first, then the release asv find named, if not among them."""
     found: dict[int, Candidate] = {}
-    changes = sorted((c for series in values.values() for c in verdict.ladder_steps(series, invert)),
-                     key=lambda c: -abs(math.log(c.ratio)))
+    changes = sorted(
+        (c for series in values.values() for c in verdict.ladder_steps(series, invert)),
+        key=lambda c: -abs(math.log(c.ratio)),
+    )
     for change in changes:
         if change.at not in found and len(found) < CANDIDATES:
-            found[change.at] = Candidate(change.at, f"level change {change.ratio:.2f}x", change.lone)
+            found[change.at] = Candidate(
+                change.at, f"level change {change.ratio:.2f}x", change.lone
+            )
     if named in found:
         found[named].source += ", asv find"
     else:
@@ -259,42 +324,74 @@ class Confirmation:
     @property
     def spike(self) -> bool:
         """The rung is out of line with both neighbours, the same way."""
-        return (self.back is not None and self.step.outcome == verdict.STEP == self.back.outcome
-                and self.step.slower != self.back.slower)
+        return (
+            self.back is not None
+            and self.step.outcome == verdict.STEP == self.back.outcome
+            and self.step.slower != self.back.slower
+        )
 
     @property
     def sought(self) -> bool:
         return self.step.outcome == verdict.STEP and not self.spike
 
 
-def confirm(find_conf: Path, machine: str, bench: str, rungs, cand: Candidate, chosen: list[Selected],
-            factor: float, samples: int, max_samples: int, show_stderr: bool) -> list[Confirmation]:
+def confirm(
+    find_conf: Path,
+    machine: str,
+    bench: str,
+    rungs,
+    cand: Candidate,
+    chosen: list[Selected],
+    factor: float,
+    samples: int,
+    max_samples: int,
+    show_stderr: bool,
+) -> list[Confirmation]:
     """Measure the candidate's rungs again, interleaved, adding batches while undecided.
 
     Batches come in pairs, the releases in opposite orders (A B, B A, A B, then B A, A B, B A),
     and a decision is taken only after a pair: with one order only, the release measured second
     showed fastest samples up to 9% faster than the first on a version-independent loop here,
     an order effect no number of samples removes and a reversed batch cancels."""
-    group = [cand.at - 1, cand.at] + ([cand.at + 1] if cand.lone and cand.at + 1 < len(rungs) else [])
+    group = [cand.at - 1, cand.at] + (
+        [cand.at + 1] if cand.lone and cand.at + 1 < len(rungs) else []
+    )
     commits, versions = [rungs[i][0] for i in group], [rungs[i][1] for i in group]
     taken = 0
     while True:
         for order in (commits, commits[::-1]):
-            print(f"imgload: measuring {', '.join(versions if order is commits else versions[::-1])} again,"
-                  f" interleaved: {samples} more samples each ({taken + samples} of at most {max_samples})", flush=True)
-            measure(find_conf, machine, bench, order, samples, append=taken > 0, show_stderr=show_stderr)
+            print(
+                f"imgload: measuring {', '.join(versions if order is commits else versions[::-1])}"
+                f" again, interleaved: {samples} more samples each ({taken + samples} of at most"
+                f" {max_samples})",
+                flush=True,
+            )
+            measure(
+                find_conf,
+                machine,
+                bench,
+                order,
+                samples,
+                append=taken > 0,
+                show_stderr=show_stderr,
+            )
             taken += samples
         out = []
         for sel in chosen:
             got = [samples_at(find_conf, machine, c, sel) for c in commits]
             if any(s is None for s in got):
                 missing = versions[got.index(None)]
-                raise ladders.LadderError(f"{sel.label} has no result for {missing}: it failed there"
-                                          f" (FIND_ARGS=--show-stderr shows why)")
+                raise ladders.LadderError(
+                    f"{sel.label} has no result for {missing}: it failed there"
+                    f" (FIND_ARGS=--show-stderr shows why)"
+                )
             step = verdict.compare(got[0], got[1], factor)
             back = verdict.compare(got[1], got[2], factor) if len(got) == 3 else None
             out.append(Confirmation(cand, sel.label, sel.unit, versions, got, step, back))
-        undecided = any(c.step.outcome == verdict.NOISY or (c.back and c.back.outcome == verdict.NOISY) for c in out)
+        undecided = any(
+            c.step.outcome == verdict.NOISY or (c.back and c.back.outcome == verdict.NOISY)
+            for c in out
+        )
         if not undecided or taken + 2 * samples > max_samples:
             return out
 
@@ -302,11 +399,16 @@ def confirm(find_conf: Path, machine: str, bench: str, rungs, cand: Candidate, c
 def _line(c: Confirmation) -> str:
     lo, hi = (min(s) for s in c.samples[:2])
     what = f"{c.versions[0]} -> {c.versions[1]}"
-    text = (f"  {what:<24} fastest {_human(lo, c.unit)} -> {_human(hi, c.unit)}, ratio {c.step.ratio:.3f}"
-            f" ({c.step.interval()}), fastest {c.step.fastest:.3f}: {c.step.reason()}")
+    text = (
+        f"  {what:<24} fastest {_human(lo, c.unit)} -> {_human(hi, c.unit)}, ratio"
+        f" {c.step.ratio:.3f} ({c.step.interval()}), fastest {c.step.fastest:.3f}:"
+        f" {c.step.reason()}"
+    )
     if c.back is not None:
-        text += (f"\n  {c.versions[1] + ' -> ' + c.versions[2]:<24} ratio {c.back.ratio:.3f} ({c.back.interval()}):"
-                 f" {c.back.reason()}")
+        text += (
+            f"\n  {c.versions[1] + ' -> ' + c.versions[2]:<24} ratio {c.back.ratio:.3f}"
+            f" ({c.back.interval()}): {c.back.reason()}"
+        )
     return text
 
 
@@ -314,7 +416,9 @@ def _size(ratio: float) -> str:
     return f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
 
 
-def verdict_lines(library: str, confirmations: list[Confirmation], invert: bool, also: dict) -> list[str]:
+def verdict_lines(
+    library: str, confirmations: list[Confirmation], invert: bool, also: dict
+) -> list[str]:
     """One line per confirmed step in the sought direction, largest first, and the spikes;
     else one line saying why there is none. Each names its benchmark where there are several."""
     sought_way = [c for c in confirmations if c.sought and c.step.slower != invert]
@@ -325,52 +429,92 @@ def verdict_lines(library: str, confirmations: list[Confirmation], invert: bool,
 
     lines = []
     for c in sorted(sought_way, key=lambda c: -c.step.size):
-        lines.append(f"verdict: step at {library} {c.versions[1]}: {c.step.size:.2f}x {'slower' if c.step.slower else 'faster'}"
-                     f" than {c.versions[0]} (ratio {c.step.ratio:.3f}, {c.step.interval()}), beyond the noise;"
-                     f" fastest samples {_size(c.step.fastest)}{which(c)}")
+        lines.append(
+            f"verdict: step at {library} {c.versions[1]}: {c.step.size:.2f}x"
+            f" {'slower' if c.step.slower else 'faster'} than {c.versions[0]} (ratio"
+            f" {c.step.ratio:.3f}, {c.step.interval()}), beyond the noise; fastest samples"
+            f" {_size(c.step.fastest)}{which(c)}"
+        )
         changed = also.get(c.candidate.at)
         if changed:
-            lines.append("  note: these pins changed too between the two rungs: "
-                         + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items())))
+            lines.append(
+                "  note: these pins changed too between the two rungs: "
+                + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+            )
     for c in confirmations:
         if c.spike:
-            lines.append(f"verdict: spike at {library} {c.versions[1]}, not a step: {c.step.size:.2f}x"
-                         f" {'slower' if c.step.slower else 'faster'} than both {c.versions[0]} and {c.versions[2]}{which(c)}")
+            lines.append(
+                f"verdict: spike at {library} {c.versions[1]}, not a step: {c.step.size:.2f}x"
+                f" {'slower' if c.step.slower else 'faster'} than both {c.versions[0]} and"
+                f" {c.versions[2]}{which(c)}"
+            )
     if not sought_way:
         # a pair left undecided in one group may have been decided in another (a lone rung's
         # group measures the rung after it too): only a pair nothing decided is undecided
-        decided = {(c.label, *c.versions[:2]) for c in confirmations if c.step.outcome != verdict.NOISY}
-        decided |= {(c.label, *c.versions[1:]) for c in confirmations if c.back and c.back.outcome != verdict.NOISY}
-        noisy = [c for c in confirmations if c.step.outcome == verdict.NOISY and (c.label, *c.versions[:2]) not in decided]
+        decided = {
+            (c.label, *c.versions[:2]) for c in confirmations if c.step.outcome != verdict.NOISY
+        }
+        decided |= {
+            (c.label, *c.versions[1:])
+            for c in confirmations
+            if c.back and c.back.outcome != verdict.NOISY
+        }
+        noisy = [
+            c
+            for c in confirmations
+            if c.step.outcome == verdict.NOISY and (c.label, *c.versions[:2]) not in decided
+        ]
         if noisy:
             worst = max(noisy, key=lambda c: c.step.noise)
-            lines.append(f"verdict: no step confirmed; {worst.versions[0]} -> {worst.versions[1]} is {worst.step.reason()}")
+            lines.append(
+                f"verdict: no step confirmed; {worst.versions[0]} -> {worst.versions[1]} is"
+                f" {worst.step.reason()}"
+            )
         else:
-            lines.append(f"verdict: no significant step ({'speedup' if invert else 'slowdown'}) on this ladder:"
-                         f" every candidate was measured again and refused")
+            lines.append(
+                f"verdict: no significant step ({'speedup' if invert else 'slowdown'}) on this"
+                " ladder: every candidate was measured again and refused"
+            )
     return lines
 
 
 def _changed_pins(repo: Path, library: str, rungs, at: int) -> dict[str, tuple[str, str]]:
     a, b = pins_at(repo, rungs[at - 1][0]), pins_at(repo, rungs[at][0])
-    return {k: (a.get(k, "-"), b.get(k, "-")) for k in set(a) | set(b) if k != library and a.get(k) != b.get(k)}
+    return {
+        k: (a.get(k, "-"), b.get(k, "-"))
+        for k in set(a) | set(b)
+        if k != library and a.get(k) != b.get(k)
+    }
 
 
-def find(name_or_path: str, bench: str, invert: bool = False, machine: str | None = None,
-         factor: float = verdict.FACTOR, show_stderr: bool = False, root: str | None = None,
-         samples: int = SAMPLES, max_samples: int | None = None) -> int:
+def find(
+    name_or_path: str,
+    bench: str,
+    invert: bool = False,
+    machine: str | None = None,
+    factor: float = verdict.FACTOR,
+    show_stderr: bool = False,
+    root: str | None = None,
+    samples: int = SAMPLES,
+    max_samples: int | None = None,
+) -> int:
     parse_samples(samples)
     max_samples = max(max_samples or samples * BATCHES, samples)
     ladder = ladders.load(name_or_path)
     out = ladders.built_folder(ladder, root)
     conf = out / "asv.conf.json"
     if not conf.is_file():
-        raise ladders.LadderError(f"ladder {ladder.name} is not built in {out.parent}; run: make ladder NAME={name_or_path}")
+        raise ladders.LadderError(
+            f"ladder {ladder.name} is not built in {out.parent}; run: make ladder"
+            f" NAME={name_or_path}"
+        )
     ladders.check_built_here(conf)
     repo = out / "repo"
     rungs = rung_versions(repo)
     if len(rungs) < 2:
-        raise ladders.LadderError(f"ladder {ladder.name} has {len(rungs)} release(s); a step needs two")
+        raise ladders.LadderError(
+            f"ladder {ladder.name} has {len(rungs)} release(s); a step needs two"
+        )
     if machine is None:
         from asv.machine import Machine
 
@@ -381,31 +525,58 @@ def find(name_or_path: str, bench: str, invert: bool = False, machine: str | Non
     found = run_asv_find(find_conf, root_commit, bench, invert, asv_args, verbose=show_stderr)
     at = [i for i, (commit, _) in enumerate(rungs) if commit.startswith(found)]
     if len(at) != 1 or at[0] == 0:
-        raise ladders.LadderError(f"asv find named {found}, which is not a rung after the first of ladder {ladder.name}")
+        raise ladders.LadderError(
+            f"asv find named {found}, which is not a rung after the first of ladder {ladder.name}"
+        )
     named = at[0]
 
     # the whole ladder: make ladder's results first, then asv find's; measure the rungs neither has
     stores = [conf, find_conf]
     chosen = selection(stores, bench)
     values = {s.label: ladder_values(stores, machine, rungs, s) for s in chosen} if chosen else {}
-    missing = [c for i, (c, _) in enumerate(rungs) if not chosen or any(v[i] is None for v in values.values())]
+    missing = [
+        c
+        for i, (c, _) in enumerate(rungs)
+        if not chosen or any(v[i] is None for v in values.values())
+    ]
     if missing:
-        print(f"\nimgload: measuring the {len(missing)} release(s) of the ladder with no stored result", flush=True)
+        print(
+            f"\nimgload: measuring the {len(missing)} release(s) of the ladder"
+            " with no stored result",
+            flush=True,
+        )
         measure(find_conf, machine, bench, missing, show_stderr=show_stderr)
         chosen = selection(stores, bench)
         values = {s.label: ladder_values(stores, machine, rungs, s) for s in chosen}
 
     cands = candidates(values, named, invert)
-    print(f"\n{ladder.library} ladder, {len(rungs)} releases: asv find names {rungs[named][1]}; the ladder's level changes"
-          f" to check: {', '.join(rungs[c.at][1] + ' (' + c.source + ')' for c in cands)}", flush=True)
+    print(
+        f"\n{ladder.library} ladder, {len(rungs)} releases: asv find names {rungs[named][1]}; the"
+        " ladder's level changes to check:"
+        f" {', '.join(rungs[c.at][1] + ' (' + c.source + ')' for c in cands)}",
+        flush=True,
+    )
     confirmations = []
     for cand in cands:
-        confirmations += confirm(find_conf, machine, bench, rungs, cand, chosen, factor, samples, max_samples, show_stderr)
+        confirmations += confirm(
+            find_conf,
+            machine,
+            bench,
+            rungs,
+            cand,
+            chosen,
+            factor,
+            samples,
+            max_samples,
+            show_stderr,
+        )
 
     also = {c.at: _changed_pins(repo, ladder.library, rungs, c.at) for c in cands}
-    print(f"\n{ladder.library} ladder: asv find names {rungs[named][1]} ({rungs[named][0][:8]}); measured again,"
-          f" interleaved; statistic: the Hodges-Lehmann ratio of the samples (the rank test's own), checked"
-          f" against the fastest samples")
+    print(
+        f"\n{ladder.library} ladder: asv find names {rungs[named][1]} ({rungs[named][0][:8]});"
+        " measured again, interleaved; statistic: the Hodges-Lehmann ratio of the samples (the"
+        " rank test's own), checked against the fastest samples"
+    )
     for label in dict.fromkeys(c.label for c in confirmations):
         print(label)
         for c in confirmations:

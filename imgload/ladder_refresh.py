@@ -22,8 +22,8 @@ from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from . import ladder as ladders
 from . import files
+from . import ladder as ladders
 from .files import write_atomic
 
 ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -34,8 +34,11 @@ def pip_index() -> str:
     else pip's built-in default."""
     if os.environ.get("PIP_INDEX_URL"):
         return os.environ["PIP_INDEX_URL"]
-    configured = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-                                capture_output=True, text=True)
+    configured = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+        capture_output=True,
+        text=True,
+    )
     if configured.returncode == 0 and configured.stdout.strip():
         return configured.stdout.strip()
     from pip._internal.models.index import PyPI  # pip's default; no public API names it
@@ -73,7 +76,9 @@ def releases(project: dict, tags=None) -> dict[Version, datetime.date]:
         if version is None or version.is_prerelease or version.is_devrelease:
             continue
         if not f.get("upload-time"):
-            raise ladders.LadderError(f"the index gives no upload-time for {name} (PEP 700 is needed for release dates)")
+            raise ladders.LadderError(
+                f"the index gives no upload-time for {name} (PEP 700 is needed for release dates)"
+            )
         day = datetime.date.fromisoformat(f["upload-time"][:10])
         first_upload[version] = min(day, first_upload.get(version, day))
         if name.endswith(".whl") and not f.get("yanked") and parse_wheel_filename(name)[3] & tags:
@@ -91,12 +96,19 @@ def render(versions: list[str], dates: dict[str, datetime.date]) -> tuple[str, s
     if row:
         rows.append(", ".join(row))
     block = "versions = [\n" + "".join(f"    {r},\n" for r in rows) + "]\n"
-    released = "[released]  # first upload to the package index\n" + "".join(f'"{v}" = {dates[v].isoformat()}\n' for v in versions)
+    released = "[released]  # first upload to the package index\n" + "".join(
+        f'"{v}" = {dates[v].isoformat()}\n' for v in versions
+    )
     return block, released
 
 
-def refresh(name_or_path: str, index_url: str | None = None, since: str | None = None,
-            project: dict | None = None, tags=None) -> Path:
+def refresh(
+    name_or_path: str,
+    index_url: str | None = None,
+    since: str | None = None,
+    project: dict | None = None,
+    tags=None,
+) -> Path:
     ladder = ladders.load(name_or_path)
     path = files.toml_path(name_or_path, ladders.LADDERS)
     index_url = index_url or pip_index()
@@ -104,7 +116,9 @@ def refresh(name_or_path: str, index_url: str | None = None, since: str | None =
     oldest = Version(since or ladder.rungs[0].version)
     found = {v: d for v, d in releases(project, tags).items() if v >= oldest}
     if not found:
-        raise ladders.LadderError(f"the index lists no installable final release of {ladder.library} from {oldest} on")
+        raise ladders.LadderError(
+            f"the index lists no installable final release of {ladder.library} from {oldest} on"
+        )
     versions = [str(v) for v in found]
     block, released = render(versions, {str(v): d for v, d in found.items()})
     text = path.read_text()
@@ -113,9 +127,15 @@ def refresh(name_or_path: str, index_url: str | None = None, since: str | None =
         raise ladders.LadderError(f"{path}: no multi-line `versions = [` ... `]` list to rewrite")
     # the header, then only its `"version" = date` lines and blank lines: comments that
     # introduce the next table stay where they are
-    text, n = re.subn(r'(?m)^\[released\][^\n]*\n(?:[ \t]*(?:"[^"\n]*"[ \t]*=[ \t]*[0-9-]+[ \t]*)?\n)*',
-                      lambda _: released + "\n", text, count=1)
+    text, n = re.subn(
+        r'(?m)^\[released\][^\n]*\n(?:[ \t]*(?:"[^"\n]*"[ \t]*=[ \t]*[0-9-]+[ \t]*)?\n)*',
+        lambda _: released + "\n",
+        text,
+        count=1,
+    )
     if n != 1:
         text = text.rstrip("\n") + "\n\n" + released
-    write_atomic(path, text.rstrip("\n") + "\n", check=ladders.load)  # never replace a good ladder with one that does not load
+    write_atomic(
+        path, text.rstrip("\n") + "\n", check=ladders.load
+    )  # never replace a good ladder with one that does not load
     return path

@@ -55,7 +55,9 @@ def encode(fmt: str, image: np.ndarray) -> bytes:
         if fmt == "png":
             Image.fromarray(image).save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
         else:
-            Image.fromarray(image).save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)
+            Image.fromarray(image).save(
+                buf, "JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING
+            )
         return buf.getvalue()
     if fmt == "pickle-p2":
         return pickle.dumps(image, protocol=2)  # exactly what ndarray.dump(path) writes
@@ -68,7 +70,7 @@ def encode(fmt: str, image: np.ndarray) -> bytes:
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
     """The header np.save writes for this shape and dtype (made once, then reused)."""
     buf = io.BytesIO()
@@ -94,7 +96,11 @@ def _write_range(root: str, formats: tuple[str, ...], start: int, stop: int, *, 
             data = original(i, fmt) if original and fmt in IMAGE_FORMATS else None
             if data is None:
                 data = encode(fmt, image)
-            fd = os.open(os.path.join(root, fmt, f"{i:0{width}d}{SUFFIX[fmt]}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(
+                os.path.join(root, fmt, f"{i:0{width}d}{SUFFIX[fmt]}"),
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                0o644,
+            )
             try:
                 os.write(fd, data)  # regular files take a write of this size whole
             finally:
@@ -121,7 +127,13 @@ def write_files(images, root: Path, formats=FORMATS, workers: int | None = None)
     _IMAGES = images
     try:
         with fork_pool(workers) as pool:
-            parts = list(pool.map(functools.partial(_write_range, str(root), tuple(formats), width=width), starts, stops))
+            parts = list(
+                pool.map(
+                    functools.partial(_write_range, str(root), tuple(formats), width=width),
+                    starts,
+                    stops,
+                )
+            )
     finally:
         _IMAGES = None
     result = {}

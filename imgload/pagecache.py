@@ -22,7 +22,14 @@ from .files import libc
 _PAGE = mmap.PAGESIZE
 _libc = libc()
 _libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
 _libc.syscall.restype = ctypes.c_long
@@ -35,7 +42,10 @@ class _CachestatRange(ctypes.Structure):
 
 
 class _Cachestat(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint64) for n in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+    _fields_ = [
+        (n, ctypes.c_uint64)
+        for n in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")
+    ]
 
 
 class PageCacheError(RuntimeError):
@@ -125,8 +135,8 @@ def make_cold(files: list[str]) -> None:
     frac = resident_fraction(files)
     if frac != 0.0:
         raise PageCacheError(
-            f"cold cache not reached: {frac:.1%} of {len(files)} files still cached after eviction "
-            f"(first: {files[0]}); data on tmpfs, or written and not yet synced?"
+            f"cold cache not reached: {frac:.1%} of {len(files)} files still cached after "
+            f"eviction (first: {files[0]}); data on tmpfs, or written and not yet synced?"
         )
 
 

@@ -36,7 +36,8 @@ _arena = None  # a worker's WorkerArena
 
 
 def _init_worker(loader: str, fmt: str, prime: str | None, arena) -> int:
-    """A worker's start: the loader, one thread per decode, the priming decode; its size in bytes."""
+    """A worker's start: the loader, one thread per decode, the priming decode;
+    its size in bytes."""
     global _load, _arena
     _load, _arena = decoders.get(loader, fmt), arena
     decoders.limit_library_threads()
@@ -100,8 +101,10 @@ class ProcessPool:
 
     def run_shared(self, chunks: list[list[str]]) -> list[np.ndarray]:
         if not self.slot:  # nothing seen yet (no priming file): this call learns the size
-            parts = [(arrays, max((a.nbytes for a in arrays), default=0)) for arrays in
-                     self.workers.map(_decode_pickled, [(c,) for c in chunks])]
+            parts = [
+                (arrays, max((a.nbytes for a in arrays), default=0))
+                for arrays in self.workers.map(_decode_pickled, [(c,) for c in chunks])
+            ]
             lease = None
         else:
             lease = self.arena.lease(self.slot * sum(map(len, chunks)))

@@ -19,7 +19,17 @@ from . import datasets, suite, verdict
 from .cifar import TRAIN_BATCHES
 from .execution import parse as parse_execution
 from .files import write_atomic
-from .results import SAMPLE_KEYS, Benchmark, Column, Machine, ResultsError, Spread, load, spreads, values
+from .results import (
+    SAMPLE_KEYS,
+    Benchmark,
+    Column,
+    Machine,
+    ResultsError,
+    Spread,
+    load,
+    spreads,
+    values,
+)
 
 NA = "n/a"
 OVERHEAD_GROUP = "Overhead"
@@ -34,7 +44,9 @@ def _default_loads(group: str) -> tuple[int, int] | None:
     manifests; only for results that predate the bench_sample record."""
     try:
         role, what = suite.LOADS[group]
-        m = datasets.manifest(datasets.SMALL_DEFAULT if role == "small" else datasets.LARGE_DEFAULT)
+        m = datasets.manifest(
+            datasets.SMALL_DEFAULT if role == "small" else datasets.LARGE_DEFAULT
+        )
         train, height, width = m.source["train"], *m.source["shape"][:2]
         total = train + m.source.get("test", 0)
         if what == "batch":
@@ -75,7 +87,7 @@ def ratio(value: float | None, suffix: str = "×") -> str:
     return NA if value is None else f"{value:.2f}{suffix}"
 
 
-def timing(t: "Table", i: int, combo: tuple, per_image: bool, mps: bool = False) -> str:
+def timing(t: Table, i: int, combo: tuple, per_image: bool, mps: bool = False) -> str:
     """One timing cell: the median (per image or per call), its spread, megapixels per second,
     and a mark where this stack differs from the one to its left beyond the noise."""
     value = t.per_image(i, combo) if per_image else t.cells[i].get(combo)
@@ -94,11 +106,13 @@ def timing(t: "Table", i: int, combo: tuple, per_image: bool, mps: bool = False)
     return text
 
 
-SPREAD_NOTE = ("±: half the interquartile range of the samples, as a share of the median. **1.25× slower** / "
-               "**2.00× faster**: than the stack to its left, marked only where the difference is beyond the noise: "
-               "asv's rank test (p < 0.002) on the raw samples, the Hodges-Lehmann ratio of the samples with its 99% "
-               "interval, and the ratio of the fastest samples agree on at least 1.1× (`imgload/verdict.py`). An "
-               "unmarked difference may be noise.")
+SPREAD_NOTE = (
+    "±: half the interquartile range of the samples, as a share of the median. **1.25× slower** / "
+    "**2.00× faster**: than the stack to its left, marked only where the difference is beyond the "
+    "noise: asv's rank test (p < 0.002) on the raw samples, the Hodges-Lehmann ratio of the "
+    "samples with its 99% interval, and the ratio of the fastest samples agree on at least 1.1× "
+    "(`imgload/verdict.py`). An unmarked difference may be noise."
+)
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -159,7 +173,7 @@ class Table:
 
     def replace(self, combo: tuple, name: str, value) -> tuple:
         k = self.index(name)
-        return combo[:k] + (value,) + combo[k + 1:]
+        return combo[:k] + (value,) + combo[k + 1 :]
 
 
 def table(machine: Machine, bench: Benchmark, benchmarks: dict[str, Benchmark]) -> Table:
@@ -168,8 +182,14 @@ def table(machine: Machine, bench: Benchmark, benchmarks: dict[str, Benchmark]) 
         got, commit = values(column, bench)
         cells.append(got)
         commits.append(commit)
-    return Table(bench, machine.columns, cells, [loads(c, bench.group, benchmarks) for c in machine.columns], commits,
-                 [spreads(c, bench) for c in machine.columns])
+    return Table(
+        bench,
+        machine.columns,
+        cells,
+        [loads(c, bench.group, benchmarks) for c in machine.columns],
+        commits,
+        [spreads(c, bench) for c in machine.columns],
+    )
 
 
 def speedup(t: Table, i: int, combo: tuple) -> float | None:
@@ -185,7 +205,10 @@ def cost_over_ideal(t: Table, i: int, combo: tuple) -> float | None:
 
 
 def cold_over_warm(t: Table, i: int, combo: tuple) -> float | None:
-    return _div(t.cells[i].get(t.replace(combo, "cache", "cold")), t.cells[i].get(t.replace(combo, "cache", "warm")))
+    return _div(
+        t.cells[i].get(t.replace(combo, "cache", "cold")),
+        t.cells[i].get(t.replace(combo, "cache", "warm")),
+    )
 
 
 # ------------------------------------------------------------------ sections
@@ -195,9 +218,14 @@ def _header(t: Table, first: list[str]) -> list[str]:
     return first + [c.stack for c in t.columns]
 
 
-def _rows(t: Table, combos, cell: Callable[[int, tuple], str], drop: str | None = None) -> list[list[str]]:
+def _rows(
+    t: Table, combos, cell: Callable[[int, tuple], str], drop: str | None = None
+) -> list[list[str]]:
     keep = [k for k, n in enumerate(t.names) if n != drop]
-    return [[str(combo[k]) for k in keep] + [cell(i, combo) for i in range(len(t.columns))] for combo in combos]
+    return [
+        [str(combo[k]) for k in keep] + [cell(i, combo) for i in range(len(t.columns))]
+        for combo in combos
+    ]
 
 
 def group_section(t: Table) -> list[str]:
@@ -206,34 +234,85 @@ def group_section(t: Table) -> list[str]:
     out = [f"### {title}", ""]
     if t.bench.info.get("type") != "time":
         unit = t.bench.info.get("unit", "")
-        out += [f"{t.bench.info.get('type', 'value')} per call ({unit})", "",
-                md_table(_header(t, names), _rows(t, combos, lambda i, c: NA if t.cells[i].get(c) is None else human_value(t.cells[i][c], unit))), ""]
+        out += [
+            f"{t.bench.info.get('type', 'value')} per call ({unit})",
+            "",
+            md_table(
+                _header(t, names),
+                _rows(
+                    t,
+                    combos,
+                    lambda i, c: (
+                        NA if t.cells[i].get(c) is None else human_value(t.cells[i][c], unit)
+                    ),
+                ),
+            ),
+            "",
+        ]
         return out
     per = "image" if all(ld.images for ld in t.loads) else "call"
 
     def cell(i, c):
         return timing(t, i, c, per_image=per == "image")
+
     counts = {ld.images for ld in t.loads}
-    loaded = (f"{counts.pop() or '?'} images" if len(counts) == 1
-              else ", ".join(f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)))
-    out += [f"Seconds per {per} (median of asv's samples ± spread, marks as in the table at a glance; one call loads {loaded})", "",
-            md_table(_header(t, names), _rows(t, combos, cell)), ""]
+    loaded = (
+        f"{counts.pop() or '?'} images"
+        if len(counts) == 1
+        else ", ".join(
+            f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)
+        )
+    )
+    out += [
+        f"Seconds per {per} (median of asv's samples ± spread, marks as in the table at a glance;"
+        f" one call loads {loaded})",
+        "",
+        md_table(_header(t, names), _rows(t, combos, cell)),
+        "",
+    ]
     if "decoder" in names and all(ld.pixels for ld in t.loads) and per == "image":
-        out += ["Megapixels per second", "",
-                md_table(_header(t, names), _rows(t, combos, lambda i, c: NA if t.megapixels_per_s(i, c) is None else f"{t.megapixels_per_s(i, c):.1f}")), ""]
+        out += [
+            "Megapixels per second",
+            "",
+            md_table(
+                _header(t, names),
+                _rows(
+                    t,
+                    combos,
+                    lambda i, c: (
+                        NA
+                        if t.megapixels_per_s(i, c) is None
+                        else f"{t.megapixels_per_s(i, c):.1f}"
+                    ),
+                ),
+            ),
+            "",
+        ]
     if "execution" in names:
         pools = [c for c in combos if c[t.index("execution")] != "sequential"]
-        out += ["Speedup over `sequential` (ideal: the number of workers)", "",
-                md_table(_header(t, names), _rows(t, pools, lambda i, c: ratio(speedup(t, i, c)))), ""]
+        out += [
+            "Speedup over `sequential` (ideal: the number of workers)",
+            "",
+            md_table(_header(t, names), _rows(t, pools, lambda i, c: ratio(speedup(t, i, c)))),
+            "",
+        ]
     if "cache" in names:
         base = [c for c in combos if c[t.index("cache")] == "warm"]
-        out += ["Cold / warm page cache (time ratio)", "",
-                md_table(_header(t, [n for n in names if n != "cache"]), _rows(t, base, lambda i, c: ratio(cold_over_warm(t, i, c)), drop="cache")), ""]
+        out += [
+            "Cold / warm page cache (time ratio)",
+            "",
+            md_table(
+                _header(t, [n for n in names if n != "cache"]),
+                _rows(t, base, lambda i, c: ratio(cold_over_warm(t, i, c)), drop="cache"),
+            ),
+            "",
+        ]
     return out
 
 
 # the main table's rows: per image size, the pooled grid's decoders, then the decoders only
-# bench_codecs times (the same sample's files, every CODECS_STRIDE-th), from a file, warm, sequential
+# bench_codecs times (the same sample's files, every CODECS_STRIDE-th), from a file, warm,
+# sequential
 SUMMARY_GROUPS = (("SmallImages", "SmallCodecs"), ("LargeImages", "LargeCodecs"))
 SUMMARY_FIXED = {"execution": "sequential", "cache": "warm", "source": "file"}
 
@@ -252,25 +331,50 @@ def summary_section(tables: dict[str, Table]) -> list[str]:
                 if any(n in t.names and combo[t.index(n)] != v for n, v in SUMMARY_FIXED.items()):
                     continue
                 decoder, fmt = combo[t.index("decoder")], combo[t.index("format")]
-                cells = [timing(t, i, combo, per_image=True, mps=True) for i in range(len(t.columns))]
-                if (decoder, fmt) not in seen and any(c != NA for c in cells):  # n/a everywhere: cannot read it
+                cells = [
+                    timing(t, i, combo, per_image=True, mps=True) for i in range(len(t.columns))
+                ]
+                if (decoder, fmt) not in seen and any(
+                    c != NA for c in cells
+                ):  # n/a everywhere: cannot read it
                     seen.add((decoder, fmt))
                     size_rows.append([group, decoder, fmt, *cells])
         rows += sorted(size_rows, key=lambda r: r[2])  # png, then jpeg... by format; stable within
     if not rows:
         return []
-    return ["### Decoders at a glance: time per image, warm cache, sequential, from a file", "", SPREAD_NOTE,
-            "`SmallCodecs` / `LargeCodecs`: decoders timed only by `bench_codecs` (every 4th file of the same sample).", "",
-            md_table(header, rows), ""]
+    return [
+        "### Decoders at a glance: time per image, warm cache, sequential, from a file",
+        "",
+        SPREAD_NOTE,
+        "`SmallCodecs` / `LargeCodecs`: decoders timed only by `bench_codecs` (every 4th file of"
+        " the same sample).",
+        "",
+        md_table(header, rows),
+        "",
+    ]
 
 
-def overhead_section(tables: dict[str, Table], benchmarks: dict[str, Benchmark], machine: Machine) -> list[str]:
+def overhead_section(
+    tables: dict[str, Table], benchmarks: dict[str, Benchmark], machine: Machine
+) -> list[str]:
     out = []
-    found = {name: next((b for b in benchmarks.values() if b.group == OVERHEAD_GROUP and b.key.endswith(name)), None)
-             for name in ("time_bare_loop", "time_sequential", "track_sequential_over_bare")}
+    found = {
+        name: next(
+            (b for b in benchmarks.values() if b.group == OVERHEAD_GROUP and b.key.endswith(name)),
+            None,
+        )
+        for name in ("time_bare_loop", "time_sequential", "track_sequential_over_bare")
+    }
     if found["time_sequential"] and found["time_bare_loop"]:
-        tb, ts = table(machine, found["time_bare_loop"], benchmarks), table(machine, found["time_sequential"], benchmarks)
-        tr = table(machine, found["track_sequential_over_bare"], benchmarks) if found["track_sequential_over_bare"] else None
+        tb, ts = (
+            table(machine, found["time_bare_loop"], benchmarks),
+            table(machine, found["time_sequential"], benchmarks),
+        )
+        tr = (
+            table(machine, found["track_sequential_over_bare"], benchmarks)
+            if found["track_sequential_over_bare"]
+            else None
+        )
 
         def cell(i, c):
             paired = tr.cells[i].get(c) if tr else None
@@ -279,41 +383,64 @@ def overhead_section(tables: dict[str, Table], benchmarks: dict[str, Benchmark],
             medians = _div(ts.cells[i].get(c), tb.cells[i].get(c))
             return NA if medians is None else f"{medians:.3f}*"
 
-        out += ["### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop",
-                "", "Same decoder, same warm files, median over interleaved pairs of calls; goal: within 3% (at most 1.030). "
-                "\\* : no paired measurement, ratio of the two benchmarks' medians (taken minutes apart, so noisier).", "",
-                md_table(_header(ts, ts.names), _rows(ts, ts.bench.combos, cell)), ""]
+        out += [
+            "### Harness overhead: the suite's `sequential` /"
+            " a bare `for f in files: decode(f)` loop",
+            "",
+            "Same decoder, same warm files, median over interleaved pairs of calls; goal: within "
+            "3% (at most 1.030). \\* : no paired measurement, ratio of the two benchmarks' "
+            "medians (taken minutes apart, so noisier).",
+            "",
+            md_table(_header(ts, ts.names), _rows(ts, ts.bench.combos, cell)),
+            "",
+        ]
         out += elsewhere_note(tr if tr and any(tr.commits) else ts, machine)
     rows, header = [], None
     for group in ("SmallImages", "LargeImages"):
         t = tables.get(group)
         if t is None or not {"execution", "cache"} <= set(t.names):
             continue
-        header = header or ["images", *[n for n in t.names if n != "cache"]] + [c.stack for c in t.columns]
+        header = header or ["images", *[n for n in t.names if n != "cache"]] + [
+            c.stack for c in t.columns
+        ]
         for combo in t.bench.combos:
             if combo[t.index("execution")] == "sequential" or combo[t.index("cache")] != "warm":
                 continue
             keep = [str(v) for n, v in zip(t.names, combo) if n != "cache"]
-            rows.append([group, *keep, *[ratio(cost_over_ideal(t, i, combo)) for i in range(len(t.columns))]])
+            rows.append(
+                [
+                    group,
+                    *keep,
+                    *[ratio(cost_over_ideal(t, i, combo)) for i in range(len(t.columns))],
+                ]
+            )
     if rows:
         cpus = machine.info.get("num_cpu", "?")
-        out += ["### Cost per image of each pool over the ideal `sequential / workers` (warm cache; 1.00× is perfect scaling)", "",
-                f"This machine has {cpus} CPUs: pools with more workers than CPUs cannot reach 1.00×.", "",
-                md_table(header, rows), ""]
+        out += [
+            "### Cost per image of each pool over the ideal `sequential / workers` (warm cache;"
+            " 1.00× is perfect scaling)",
+            "",
+            f"This machine has {cpus} CPUs: pools with more workers than CPUs cannot reach 1.00×.",
+            "",
+            md_table(header, rows),
+            "",
+        ]
     return out
 
 
 def _date(ms: int | None) -> str:
     if not ms:
         return NA
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _lib(name: str, key: str):
     """Getter for one field of a library's build record: None if the library is absent."""
+
     def get(build: dict):
         lib = build.get(name)
         return None if lib is None else lib.get(key) or "-"
+
     return get
 
 
@@ -349,33 +476,53 @@ BUILD_ROWS = (
 
 def environments_section(machine: Machine) -> list[str]:
     cols = machine.columns
-    rows = [["commit", *[c.runs[0].commit_hash[:8] for c in cols]],
-            ["commit date", *[_date(c.runs[0].date) for c in cols]],
-            ["measured", *[_date(max(c.runs[0].started_at.values(), default=None)) for c in cols]]]
+    rows = [
+        ["commit", *[c.runs[0].commit_hash[:8] for c in cols]],
+        ["commit date", *[_date(c.runs[0].date) for c in cols]],
+        ["measured", *[_date(max(c.runs[0].started_at.values(), default=None)) for c in cols]],
+    ]
     libraries = sorted({name for c in cols for name in c.requirements})
     rows += [[name, *[c.requirements.get(name, "-") for c in cols]] for name in libraries]
     builds = [(c.build or {}).get("build") for c in cols]
-    rows += [[label, *[NA if b is None else (get(b) or "not installed") for b in builds]] for label, get in BUILD_ROWS]
+    rows += [
+        [label, *[NA if b is None else (get(b) or "not installed") for b in builds]]
+        for label, get in BUILD_ROWS
+    ]
     out = ["### Environments", "", md_table(["", *[c.stack for c in cols]], rows), ""]
     missing = [c.stack for c, b in zip(cols, builds) if b is None]
     if missing:
-        out += [f"No build record for {', '.join(missing)} (envcheck writes one into envinfo/ when asv builds the environment).", ""]
-    out += ["\"-\": the library's build information does not list it.", ""]
+        out += [
+            f"No build record for {', '.join(missing)} (envcheck writes one into envinfo/ when asv"
+            " builds the environment).",
+            "",
+        ]
+    out += ['"-": the library\'s build information does not list it.', ""]
     return out
 
 
 def elsewhere_note(t: Table, machine: Machine) -> list[str]:
     """Which columns of `t` come from a run at another commit than the report's."""
-    elsewhere = {c.stack: commit[:8] for c, commit in zip(t.columns, t.commits) if commit and commit != machine.commit}
+    elsewhere = {
+        c.stack: commit[:8]
+        for c, commit in zip(t.columns, t.commits)
+        if commit and commit != machine.commit
+    }
     if not elsewhere:
         return []
-    return ["Taken from another run: " + ", ".join(f"{s} at {c}" for s, c in elsewhere.items()) + ".", ""]
+    return [
+        "Taken from another run: " + ", ".join(f"{s} at {c}" for s, c in elsewhere.items()) + ".",
+        "",
+    ]
 
 
 def machine_tables(machine: Machine, benchmarks: dict[str, Benchmark]) -> dict[str, Table]:
     """benchmark key -> its table on this machine, report order, for every benchmark but the
     sample record and the overhead check (which have sections of their own)."""
-    return {b.key: table(machine, b, benchmarks) for b in ordered(benchmarks) if b.group not in (SAMPLE_GROUP, OVERHEAD_GROUP)}
+    return {
+        b.key: table(machine, b, benchmarks)
+        for b in ordered(benchmarks)
+        if b.group not in (SAMPLE_GROUP, OVERHEAD_GROUP)
+    }
 
 
 def timing_tables(tables: dict[str, Table]) -> dict[str, Table]:
@@ -387,12 +534,20 @@ def timing_tables(tables: dict[str, Table]) -> dict[str, Table]:
     return out
 
 
-def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], all_tables: dict[str, Table],
-                    plots: dict[str, str]) -> list[str]:
+def machine_section(
+    machine: Machine,
+    benchmarks: dict[str, Benchmark],
+    all_tables: dict[str, Table],
+    plots: dict[str, str],
+) -> list[str]:
     info = machine.info
-    out = [f"## Machine `{machine.name}`", "",
-           f"{info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs, {info.get('os', '?')}; "
-           f"report commit {machine.commit[:8]}.", ""]
+    out = [
+        f"## Machine `{machine.name}`",
+        "",
+        f"{info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs, {info.get('os', '?')}; "
+        f"report commit {machine.commit[:8]}.",
+        "",
+    ]
     out += environments_section(machine)
     tables = timing_tables(all_tables)
     out += summary_section(tables)
@@ -403,22 +558,36 @@ def machine_section(machine: Machine, benchmarks: dict[str, Benchmark], all_tabl
         out += group_section(t)
         out += elsewhere_note(t, machine)
         if not all(ld.recorded for ld in t.loads) and t.bench.info.get("type") == "time":
-            out += ["Images per call from the dataset manifests' default profile (these results carry no bench_sample record).", ""]
+            out += [
+                "Images per call from the dataset manifests' default profile (these results carry"
+                " no bench_sample record).",
+                "",
+            ]
     return out
 
 
 def ordered(benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
     """Small images first, then large, then the rest by name: the order a reader asks in."""
-    first = {g: k for k, g in enumerate(("SmallImages", "LargeImages", "SmallCodecs", "LargeCodecs"))}
+    first = {
+        g: k for k, g in enumerate(("SmallImages", "LargeImages", "SmallCodecs", "LargeCodecs"))
+    }
     return sorted(benchmarks.values(), key=lambda b: (first.get(b.group, len(first)), b.key))
 
 
-def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, commit: str | None = None,
-           partial: bool = False) -> Path:
-    """report.md and its plots in `out_dir`, one section per machine of `results_dir`; returns report.md's
-    path. `partial` leaves out results files that cannot be read (named in a banner) instead of stopping."""
+def render(
+    results_dir: Path,
+    out_dir: Path,
+    envinfo_dir: Path | None = None,
+    commit: str | None = None,
+    partial: bool = False,
+) -> Path:
+    """report.md and its plots in `out_dir`, one section per machine of `results_dir`; returns
+    report.md's path. `partial` leaves out results files that cannot be read (named in a banner)
+    instead of stopping."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ResultsError(f"{out_dir}: not a folder (--out names the folder report.md and its plots go to)")
+        raise ResultsError(
+            f"{out_dir}: not a folder (--out names the folder report.md and its plots go to)"
+        )
     benchmarks, machines, broken = load(results_dir, envinfo_dir, commit, partial)
     from . import plots  # matplotlib only when a report is made
 
@@ -428,14 +597,24 @@ def render(results_dir: Path, out_dir: Path, envinfo_dir: Path | None = None, co
         raise ResultsError(f"{out_dir}: cannot create the report folder ({e.strerror})") from None
     lines = ["# imgload-benchmarks: library stacks compared", ""]
     if broken:
-        lines += ["> **Partial report**: these results files could not be read and are left out:", ">"]
+        lines += [
+            "> **Partial report**: these results files could not be read and are left out:",
+            ">",
+        ]
         lines += [f"> - `{b}`" for b in broken] + [""]
     lines += [
-             f"From `{results_dir}`, {len(machines)} machine(s). Times are asv's median per timed call divided by "
-             "the images that call loads. n/a: no result (not run, failed, or the decoder cannot read that format there).", ""]
+        f"From `{results_dir}`, {len(machines)} machine(s). Times are asv's median per timed call "
+        "divided by the images that call loads. n/a: no result (not run, failed, or the decoder "
+        "cannot read that format there).",
+        "",
+    ]
     for machine in machines:
         all_tables = machine_tables(machine, benchmarks)
-        images = {g: t for g, t in timing_tables(all_tables).items() if g in ("SmallImages", "LargeImages")}
+        images = {
+            g: t
+            for g, t in timing_tables(all_tables).items()
+            if g in ("SmallImages", "LargeImages")
+        }
         made = plots.write_all(machine, images, out_dir)
         lines += machine_section(machine, benchmarks, all_tables, made)
     path = out_dir / "report.md"

@@ -24,7 +24,10 @@ from asv import results as asv_results
 from .envcheck import record_name
 from .errors import UserError
 
-SAMPLE_KEYS = ("bench_sample.Sample.track_images_per_call", "bench_sample.Sample.track_pixels_per_image")
+SAMPLE_KEYS = (
+    "bench_sample.Sample.track_images_per_call",
+    "bench_sample.Sample.track_pixels_per_image",
+)
 
 
 class ResultsError(UserError):
@@ -125,7 +128,10 @@ def spreads(column: Column, bench: Benchmark) -> dict[tuple, Spread]:
     if run is None:
         return {}
     params = bench.info.get("params") or []
-    stats, samples = run.get_result_stats(bench.key, params), run.get_result_samples(bench.key, params)
+    stats, samples = (
+        run.get_result_stats(bench.key, params),
+        run.get_result_samples(bench.key, params),
+    )
     if not params:
         stats, samples = [stats], [samples]
     out = {}
@@ -146,7 +152,11 @@ def load_benchmarks(results_dir: Path) -> dict[str, Benchmark]:
         raise ResultsError(f"{path}: unreadable benchmarks list ({e})") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: not an asv benchmarks.json")
-    return {k: Benchmark(k, v) for k, v in sorted(data.items()) if k != "version" and isinstance(v, dict)}
+    return {
+        k: Benchmark(k, v)
+        for k, v in sorted(data.items())
+        if k != "version" and isinstance(v, dict)
+    }
 
 
 def _machine_info(results_dir: Path, name: str) -> dict:
@@ -176,7 +186,8 @@ def _has_result(run, key: str) -> bool:
 
 
 def _kept(run) -> int:
-    """How many benchmarks a run holds results for (a run of a few benchmarks with -b holds few)."""
+    """How many benchmarks a run holds results for
+    (a run of a few benchmarks with -b holds few)."""
     return sum(_has_result(run, key) for key in run.get_all_result_keys())
 
 
@@ -191,8 +202,10 @@ def read_runs(results_dir: Path) -> tuple[list, list[str]]:
             data = json.loads(path.read_text())
             version = data.get("version") if isinstance(data, dict) else None
             if version != asv_results.Results.api_version:
-                raise ValueError(f"not an asv results file of format version {asv_results.Results.api_version}"
-                                 f" (found {version!r})")
+                raise ValueError(
+                    f"not an asv results file of format version {asv_results.Results.api_version}"
+                    f" (found {version!r})"
+                )
             runs.append(asv_results.Results.load(str(path), machine_name=machine))
         except Exception as e:  # noqa: BLE001 - any unreadable file is named, never a traceback
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -200,8 +213,12 @@ def read_runs(results_dir: Path) -> tuple[list, list[str]]:
     return runs, broken
 
 
-def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit: str | None = None,
-         partial: bool = False) -> tuple[dict[str, Benchmark], list[Machine], list[str]]:
+def load(
+    results_dir: str | Path,
+    envinfo_dir: str | Path | None = None,
+    commit: str | None = None,
+    partial: bool = False,
+) -> tuple[dict[str, Benchmark], list[Machine], list[str]]:
     """Benchmarks, machines and, with `partial`, the results files left out because they
     are broken; without it a broken file is an error naming it."""
     results_dir = Path(results_dir)
@@ -212,7 +229,9 @@ def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit:
     runs, broken = read_runs(results_dir)
     if broken and not partial:
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
-        raise ResultsError(f"{broken[0]}{more}; remove or re-run it, or report without it: --partial")
+        raise ResultsError(
+            f"{broken[0]}{more}; remove or re-run it, or report without it: --partial"
+        )
     by_machine: dict[str, list] = defaultdict(list)
     for run in runs:
         by_machine[run.params.get("machine", "?")].append(run)
@@ -227,18 +246,32 @@ def load(results_dir: str | Path, envinfo_dir: str | Path | None = None, commit:
         if commit:
             matching = [c for c in envs_at if c.startswith(commit)]
             if len(matching) != 1:
-                raise ResultsError(f"machine {name}: no results at commit {commit}" if not matching else
-                                   f"machine {name}: commit prefix {commit} matches {len(matching)} commits; give more of it")
+                raise ResultsError(
+                    f"machine {name}: no results at commit {commit}"
+                    if not matching
+                    else f"machine {name}: commit prefix {commit} matches {len(matching)} commits;"
+                    " give more of it"
+                )
             chosen = matching[0]
         else:
-            chosen = max(envs_at, key=lambda c: (len(envs_at[c]), sum(_kept(r) for r in envs_at[c].values()),
-                                                  max(r.date or 0 for r in envs_at[c].values())))
+            chosen = max(
+                envs_at,
+                key=lambda c: (
+                    len(envs_at[c]),
+                    sum(_kept(r) for r in envs_at[c].values()),
+                    max(r.date or 0 for r in envs_at[c].values()),
+                ),
+            )
         machine = Machine(name, _machine_info(results_dir, name), chosen)
         for env_name in sorted({r.env_name for r in runs}):
-            mine = sorted((r for r in runs if r.env_name == env_name),
-                          key=lambda r: (r.commit_hash != chosen, -(r.date or 0)))
+            mine = sorted(
+                (r for r in runs if r.env_name == env_name),
+                key=lambda r: (r.commit_hash != chosen, -(r.date or 0)),
+            )
             stack = mine[0].env_vars.get("IMGLOAD_STACK") or env_name
-            machine.columns.append(Column(name, env_name, stack, mine, build_record(envinfo_dir, name, env_name)))
+            machine.columns.append(
+                Column(name, env_name, stack, mine, build_record(envinfo_dir, name, env_name))
+            )
         machine.columns.sort(key=lambda c: c.stack)
         machines.append(machine)
     return benchmarks, machines, broken

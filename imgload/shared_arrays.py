@@ -34,11 +34,13 @@ import os
 import tempfile
 import threading
 import weakref
-
-import numpy as np
 from multiprocessing import context, reduction
 
-NAME = "imgload-arena"  # the memfd's name in /proc/PID/maps, the fallback file's prefix in /dev/shm
+import numpy as np
+
+NAME = (
+    "imgload-arena"  # the memfd's name in /proc/PID/maps, the fallback file's prefix in /dev/shm
+)
 ALIGN = 64  # bytes: every array starts on a cache line
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
@@ -73,7 +75,8 @@ class Lease:
 
 
 class Arena:
-    """The parent's side. Passed to spawned workers (in Process args), it arrives as a WorkerArena."""
+    """The parent's side. Passed to spawned workers (in Process args),
+    it arrives as a WorkerArena."""
 
     def __init__(self):
         self._fd = _anonymous_file()
@@ -93,7 +96,8 @@ class Arena:
             return sum(stop - start for start, stop in self._leases.items())
 
     def reserve(self, size: int) -> None:
-        """Grow to at least `size` bytes now, pages allocated (before timing, not in the first call)."""
+        """Grow to at least `size` bytes now, pages allocated (before timing,
+        not in the first call)."""
         with self._lock:
             if size > self._capacity:
                 self._grow(size, populate=True)
@@ -114,7 +118,9 @@ class Arena:
     def _free_start(self, size: int) -> int:
         starts = [0, *sorted(self._leases.values())]
         for s in starts:
-            if s + size <= self._capacity and all(s >= stop or s + size <= b for b, stop in self._leases.items()):
+            if s + size <= self._capacity and all(
+                s >= stop or s + size <= b for b, stop in self._leases.items()
+            ):
                 return s
         return max(starts)  # past every lease: the arena grows
 
@@ -138,12 +144,15 @@ class Arena:
         self._map = None
 
     def __reduce__(self):
-        context.assert_spawning(self)  # only through a Process's arguments: the fd travels with the spawn
+        context.assert_spawning(
+            self
+        )  # only through a Process's arguments: the fd travels with the spawn
         return WorkerArena, (reduction.DupFd(self._fd),)
 
 
 class WorkerArena:
-    """A worker's side: maps the arena as far as the parent says it reaches, writes arrays into it."""
+    """A worker's side: maps the arena as far as the parent says it reaches,
+    writes arrays into it."""
 
     def __init__(self, fd):
         self._fd = fd.detach()

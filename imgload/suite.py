@@ -105,7 +105,8 @@ def codec_files(root: str, fmt: str) -> list[str]:
 
 
 def pixels_per_image(root: str) -> int:
-    """Pixels of one image; where sizes vary (image folders), the mean over the profile's sample."""
+    """Pixels of one image; where sizes vary (image folders),
+    the mean over the profile's sample."""
     index = datasets.load_index(root)
     if index["shape"]:
         return int(index["shape"][0]) * int(index["shape"][1])

@@ -31,12 +31,12 @@ def _pink_fields(rng: np.random.Generator, n: int, h: int, w: int, exponents) ->
     fx = np.fft.rfftfreq(w)[None, :]
     f = np.sqrt(fy * fy + fx * fx)
     f[0, 0] = np.inf  # no DC component: brightness is set separately
-    spectra = [f ** -e for e in exponents]
+    spectra = [f**-e for e in exponents]
     amp = np.stack(spectra).astype(np.float32)  # (c, h, w//2+1)
     c = len(exponents)
-    phase = rng.standard_normal((n, c, h, w // 2 + 1), dtype=np.float32) + 1j * rng.standard_normal(
+    phase = rng.standard_normal(
         (n, c, h, w // 2 + 1), dtype=np.float32
-    )
+    ) + 1j * rng.standard_normal((n, c, h, w // 2 + 1), dtype=np.float32)
     fields = np.fft.irfft2(phase * amp, s=(h, w)).astype(np.float32)
     fields -= fields.mean(axis=(2, 3), keepdims=True)
     fields /= fields.std(axis=(2, 3), keepdims=True) + 1e-6
@@ -63,7 +63,9 @@ def _shapes(rng: np.random.Generator, n: int, h: int, w: int, max_shapes: int):
     return masks, colours
 
 
-def chunk(seed: int, index: int, n: int, shape: tuple[int, int], max_shapes: int = 4) -> np.ndarray:
+def chunk(
+    seed: int, index: int, n: int, shape: tuple[int, int], max_shapes: int = 4
+) -> np.ndarray:
     """Images of chunk `index`: uint8 array (n, h, w, 3), RGB."""
     h, w = shape
     rng = np.random.default_rng([seed, index])
@@ -77,7 +79,8 @@ def chunk(seed: int, index: int, n: int, shape: tuple[int, int], max_shapes: int
         base = np.where(m, colours[:, j][:, :, None, None], base)
     # opponent colour space -> RGB: luminance shared, chroma moves channels apart
     texture = 0.55 * lum[:, None] + np.stack(
-        [chroma[:, 0], -0.5 * chroma[:, 0] + chroma[:, 1], -0.5 * chroma[:, 0] - chroma[:, 1]], axis=1
+        [chroma[:, 0], -0.5 * chroma[:, 0] + chroma[:, 1], -0.5 * chroma[:, 0] - chroma[:, 1]],
+        axis=1,
     )
     img = base + texture
     brightness = rng.uniform(90, 165, (n, 1, 1, 1)).astype(np.float32)
@@ -86,7 +89,9 @@ def chunk(seed: int, index: int, n: int, shape: tuple[int, int], max_shapes: int
     return np.ascontiguousarray(np.rint(img).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
-def images(seed: int, count: int, shape: tuple[int, int], workers: int | None = None) -> np.ndarray:
+def images(
+    seed: int, count: int, shape: tuple[int, int], workers: int | None = None
+) -> np.ndarray:
     """`count` images of `shape` (h, w): uint8 (count, h, w, 3), deterministic in `seed`
     (the chunking is fixed, so the number of worker processes does not change the result)."""
     out = np.empty((count, *shape, 3), dtype=np.uint8)

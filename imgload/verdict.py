@@ -10,7 +10,8 @@ is decided here, the same way:
 - **Statistic**: the Hodges-Lehmann ratio, the median of the n x m ratios b_j / a_i, with
   its distribution-free interval (the rank test's own confidence interval for a shift of
   log-times: the k-th smallest and k-th largest of those ratios). It is the effect size that
-  belongs to the rank test (its interval excludes 1 when the test rejects at that level), and it rests on every sample, not on the luckiest one.
+  belongs to the rank test (its interval excludes 1 when the test rejects at that level), and it
+  rests on every sample, not on the luckiest one.
   Why not the fastest sample, which this module used first: interference only adds time,
   but on this 2-core VM it does not come and go cleanly. Under `cpu-noise` a CPU-bound loop
   runs at two levels, about 27 ms while the other core is idle and 32 ms while it is busy,
@@ -167,23 +168,48 @@ class Comparison:
         n = f"{self.n_a} + {self.n_b} samples"
         if self.outcome == FEW:
             need = min_samples()
-            return (f"too few samples to decide: {n} cannot reach the rank test's p < {P_THRESHOLD:g}"
-                    f" (smallest possible p {smallest_p(self.n_a, self.n_b):.4f}); take at least {need} of each")
+            return (
+                f"too few samples to decide: {n} cannot reach the rank test's p < {P_THRESHOLD:g}"
+                f" (smallest possible p {smallest_p(self.n_a, self.n_b):.4f}); take at least"
+                f" {need} of each"
+            )
         if self.outcome == STEP:
-            return f"{self.size:.2f}x {'slower' if self.slower else 'faster'}, beyond the noise (p = {self.p:.1e}, {n})"
-        if self.outcome == NOISY and self.p < P_THRESHOLD and _apart(self.low, self.high) and beyond(self.ratio, self.factor):
-            return (f"too noisy to decide: the samples differ ({self.size:.2f}x, p = {self.p:.1e}), but the fastest"
-                    f" ones only {self.fastest:.2f}x: the machine was busier while one release ran ({n})")
+            return (
+                f"{self.size:.2f}x {'slower' if self.slower else 'faster'}, beyond the noise"
+                f" (p = {self.p:.1e}, {n})"
+            )
+        if (
+            self.outcome == NOISY
+            and self.p < P_THRESHOLD
+            and _apart(self.low, self.high)
+            and beyond(self.ratio, self.factor)
+        ):
+            return (
+                f"too noisy to decide: the samples differ ({self.size:.2f}x, p = {self.p:.1e}),"
+                f" but the fastest ones only {self.fastest:.2f}x: the machine was busier while one"
+                f" release ran ({n})"
+            )
         if self.outcome == NOISY:
-            return (f"too noisy to decide: repeated samples of one release spread by {self.noise:.0%} (IQR / median),"
-                    f" so the ratio's {self.interval()} reaches past the {self.factor:g}x threshold ({n})")
+            return (
+                f"too noisy to decide: repeated samples of one release spread by {self.noise:.0%}"
+                f" (IQR / median), so the ratio's {self.interval()} reaches past the"
+                f" {self.factor:g}x threshold ({n})"
+            )
         if self.p is not None and self.p < P_THRESHOLD:
-            return (f"no significant step: the samples differ (p = {self.p:.1e}), but by less than"
-                    f" the {self.factor:g}x threshold ({n})")
+            return (
+                f"no significant step: the samples differ (p = {self.p:.1e}), but by less than"
+                f" the {self.factor:g}x threshold ({n})"
+            )
         if within(self.low, self.high, self.factor):
-            return f"no significant step: the ratio's interval lies within the {self.factor:g}x threshold ({n})"
-        return (f"no significant step: the fastest samples' ratio {self.fastest:.3f} (99% CI {self.fastest_low:.3f}"
-                f" .. {self.fastest_high:.3f}) lies within the {self.factor:g}x threshold ({n})")
+            return (
+                f"no significant step: the ratio's interval lies within the {self.factor:g}x"
+                f" threshold ({n})"
+            )
+        return (
+            f"no significant step: the fastest samples' ratio {self.fastest:.3f}"
+            f" (99% CI {self.fastest_low:.3f} .. {self.fastest_high:.3f}) lies within the"
+            f" {self.factor:g}x threshold ({n})"
+        )
 
 
 def beyond(ratio: float, factor: float) -> bool:
@@ -224,7 +250,20 @@ def compare(a, b, factor: float = FACTOR) -> Comparison:
         outcome = NONE
     else:
         outcome = NOISY
-    return Comparison(len(a), len(b), ratio, low, high, fastest, fastest_low, fastest_high, p, noise, outcome, factor)
+    return Comparison(
+        len(a),
+        len(b),
+        ratio,
+        low,
+        high,
+        fastest,
+        fastest_low,
+        fastest_high,
+        p,
+        noise,
+        outcome,
+        factor,
+    )
 
 
 # -- where a ladder changes level ---------------------------------------------------------
@@ -237,8 +276,12 @@ class LevelChange:
     lone: bool  # the new level is this one rung only, and the ladder goes on after it
 
 
-def ladder_steps(values: list[float | None], invert: bool = False, threshold: float = CANDIDATE,
-                 jump: float = FACTOR) -> list[LevelChange]:
+def ladder_steps(
+    values: list[float | None],
+    invert: bool = False,
+    threshold: float = CANDIDATE,
+    jump: float = FACTOR,
+) -> list[LevelChange]:
     """Level changes in one value per rung (None: no result), sought direction only
     (slower, or faster with `invert`), largest first.
 
@@ -260,11 +303,17 @@ def ladder_steps(values: list[float | None], invert: bool = False, threshold: fl
         ratio = after[2] / before[2] if before[2] else math.inf
         if sought(ratio) and beyond(ratio, threshold):
             rungs = [i for i in range(after[0], after[1]) if values[i] is not None]
-            found[after[0]] = LevelChange(after[0], ratio, len(rungs) == 1 and following is not None)
+            found[after[0]] = LevelChange(
+                after[0], ratio, len(rungs) == 1 and following is not None
+            )
     for a, b, c in zip(present, present[1:], [*present[2:], None]):
         ratio = values[b] / values[a] if values[a] else math.inf
         if sought(ratio) and beyond(ratio, jump):
-            undone = c is not None and not sought(values[c] / values[b]) and beyond(values[c] / values[b], jump)
+            undone = (
+                c is not None
+                and not sought(values[c] / values[b])
+                and beyond(values[c] / values[b], jump)
+            )
             if b in found:
                 found[b] = LevelChange(b, found[b].ratio, found[b].lone or undone)
             else:

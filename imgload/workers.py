@@ -76,7 +76,8 @@ def _reply_error(conn, exc: BaseException) -> None:
 
 
 def _serve(conn, parent: int, initializer, initargs) -> None:
-    """A worker's life: die with the parent, initialize, report, then run (func, args) until told to stop."""
+    """A worker's life: die with the parent, initialize, report, then run (func, args)
+    until told to stop."""
     _die_with_parent(parent)
     try:
         conn.send((True, initializer(*initargs) if initializer is not None else None, None))
@@ -111,7 +112,9 @@ class SpawnedWorkers:
         try:
             for _ in range(n):
                 here, there = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_serve, args=(there, os.getpid(), initializer, initargs), daemon=True)
+                proc = ctx.Process(
+                    target=_serve, args=(there, os.getpid(), initializer, initargs), daemon=True
+                )
                 proc.start()
                 there.close()
                 self._conns.append(here)
@@ -137,7 +140,9 @@ class SpawnedWorkers:
             proc = self._procs[k]
             proc.join(1)
             self.close()
-            raise WorkerError(f"worker process {proc.pid} died (exit code {proc.exitcode})") from None
+            raise WorkerError(
+                f"worker process {proc.pid} died (exit code {proc.exitcode})"
+            ) from None
 
     def _result(self, k: int):
         ok, value, text = self._receive(k)
@@ -178,7 +183,9 @@ class SpawnedWorkers:
         if failure is not None:
             value, text = failure
             if value is None:
-                raise RuntimeError(f"a worker failed with an exception that does not pickle:\n{text}")
+                raise RuntimeError(
+                    f"a worker failed with an exception that does not pickle:\n{text}"
+                )
             raise value from RemoteTraceback(text)
         return results
 

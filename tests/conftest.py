@@ -53,12 +53,37 @@ def two_stack_run(tmp_path_factory, manifests):
     include = json.loads((REPO / "asv.conf.json").read_text())["include"]
     stacks = [include[0], include[-1]]
     config = asv_config(tmp, stacks)
-    env = dict(os.environ, IMGLOAD_DATASET=str(manifests["small"]), IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-               IMGLOAD_DATA_DIR=str(tmp / "data"))
+    env = dict(
+        os.environ,
+        IMGLOAD_DATASET=str(manifests["small"]),
+        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
+        IMGLOAD_DATA_DIR=str(tmp / "data"),
+    )
     asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes", "--machine", "imgload-a", "--config", str(config)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*asv, "machine", "--yes", "--machine", "imgload-a", "--config", str(config)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     selection = [arg for regex in TWO_STACK_BENCHMARKS for arg in ("-b", regex)]
-    out = subprocess.run([*asv, "run", "--quick", "--show-stderr", "--machine", "imgload-a", "--config", str(config), *selection, "HEAD^!"],
-                         env=env, capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(
+        [
+            *asv,
+            "run",
+            "--quick",
+            "--show-stderr",
+            "--machine",
+            "imgload-a",
+            "--config",
+            str(config),
+            *selection,
+            "HEAD^!",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return {"tmp": tmp, "config": config, "env": env, "stacks": stacks, "asv": asv}

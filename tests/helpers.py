@@ -1,10 +1,12 @@
 """What the tests share, in one module (conftest.py holds the fixtures only):
 
-    REPO, TINY_CIFAR, TINY_LARGE        the checkout, and the tiny dataset manifests
-    asv_config                          an asv config for the real suite in a temporary folder
-    http_server, serve, serve_folder, gated   a server on 127.0.0.1 (network tests talk to nothing else)
-    cifar_tree, tar_gz, remote_manifest a tiny CIFAR-10 archive and a manifest that fetches it
-    Lines, reaped, git, snapshot        a stream read as it comes, processes stopped, git, a folder's contents
+REPO, TINY_CIFAR, TINY_LARGE        the checkout, and the tiny dataset manifests
+asv_config                          an asv config for the real suite in a temporary folder
+http_server, serve, serve_folder, gated   a server on 127.0.0.1 (network tests talk to nothing
+                                          else)
+cifar_tree, tar_gz, remote_manifest a tiny CIFAR-10 archive and a manifest that fetches it
+Lines, reaped, git, snapshot        a stream read as it comes, processes stopped, git, a folder's
+                                    contents
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def cifar_tree(root: Path, payload=None):
     imgs = synthetic.images(21, N_TRAIN + N_TEST, (32, 32))
     labels = synthetic.labels(21, N_TRAIN + N_TEST)
     names = [f"img_{i}.png" for i in range(N_TRAIN + N_TEST)]
-    cifar.write(root / cifar.FOLDER, cifar.Split(imgs[:N_TRAIN], labels[:N_TRAIN], names[:N_TRAIN]),
-                cifar.Split(imgs[N_TRAIN:], labels[N_TRAIN:], names[N_TRAIN:]))
+    cifar.write(
+        root / cifar.FOLDER,
+        cifar.Split(imgs[:N_TRAIN], labels[:N_TRAIN], names[:N_TRAIN]),
+        cifar.Split(imgs[N_TRAIN:], labels[N_TRAIN:], names[N_TRAIN:]),
+    )
     if payload is not None:
         (root / cifar.FOLDER / "data_batch_1").write_bytes(pickle.dumps(payload, protocol=2))
     return imgs, labels
@@ -91,7 +96,9 @@ def remote_manifest(tmp_path: Path, url: str, md5: str, name: str = "remote-cifa
     text = (REPO / "datasets" / "cifar10.toml").read_text()
     text = text.replace('name = "cifar10"', f'name = "{name}"')
     text = text.replace("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", url)
-    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace("default = 1000", "default = 8")
+    text = text.replace("c58f30108f718f92721af3b95e74349a", md5).replace(
+        "default = 1000", "default = 8"
+    )
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return path
@@ -112,13 +119,21 @@ TWO_STACK_BENCHMARKS = [
 def asv_config(tmp: Path, stacks: list[dict], **dirs) -> Path:
     """An asv config for the real suite with only `stacks`, writing under `tmp`."""
     conf = json.loads((REPO / "asv.conf.json").read_text())
-    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), env_dir="env", results_dir="results",
-                html_dir="html", include=stacks,
-                branches=["HEAD"])  # publish graphs the checked-out commit, whatever branch CI is on
+    conf.update(
+        repo=str(REPO),
+        benchmark_dir=str(REPO / "benchmarks"),
+        env_dir="env",
+        results_dir="results",
+        html_dir="html",
+        include=stacks,
+        branches=["HEAD"],
+    )  # publish graphs the checked-out commit, whatever branch CI is on
     conf.update(dirs)
     path = tmp / "asv.conf.json"
     path.write_text(json.dumps(conf))
-    if not (tmp / "imgload").exists():  # install_command runs `python -m imgload.envcheck` in the config's folder
+    if not (
+        tmp / "imgload"
+    ).exists():  # install_command runs `python -m imgload.envcheck` in the config's folder
         (tmp / "imgload").symlink_to(REPO / "imgload")
     return path
 
@@ -264,7 +279,9 @@ def reaped(procs: list[subprocess.Popen]):
 
 def git(repo: Path, *args: str) -> str:
     """`git -C repo args...`'s output, stripped; a failure raises."""
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def snapshot(root) -> dict:

@@ -14,11 +14,19 @@ from .helpers import REPO, asv_config, codecs_na_by_design
 
 pytestmark = pytest.mark.asv
 ASV = [sys.executable, "-m", "asv"]
-NOT_APPLICABLE = [{"decoder": "simplejpeg", "format": "png"}, {"loader": "pickle", "format": "npy"}]
+NOT_APPLICABLE = [
+    {"decoder": "simplejpeg", "format": "png"},
+    {"loader": "pickle", "format": "npy"},
+]
 
 
 def test_asv_check_discovers_every_benchmark():
-    out = subprocess.run([*ASV, "check", "-E", f"existing:{sys.executable}"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [*ASV, "check", "-E", f"existing:{sys.executable}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "No problems found" in out.stdout
 
@@ -29,17 +37,33 @@ def asv_run(tmp_path_factory, manifests):
     tmp = tmp_path_factory.mktemp("asv")
     stack = json.loads((REPO / "asv.conf.json").read_text())["include"][-1]
     conf_path = asv_config(tmp, [stack])
-    env = dict(os.environ, IMGLOAD_DATASET=str(manifests["small"]), IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-               IMGLOAD_DATA_DIR=str(tmp / "data"))
+    env = dict(
+        os.environ,
+        IMGLOAD_DATASET=str(manifests["small"]),
+        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
+        IMGLOAD_DATA_DIR=str(tmp / "data"),
+    )
     config = ["--config", str(conf_path)]
-    subprocess.run([*ASV, "machine", "--yes", "--machine", "imgload-test", *config], env=env, check=True, capture_output=True)
-    out = subprocess.run([*ASV, "run", "--quick", "--show-stderr", "--machine", "imgload-test", *config, "HEAD^!"],
-                         env=env, capture_output=True, text=True, timeout=1500)
+    subprocess.run(
+        [*ASV, "machine", "--yes", "--machine", "imgload-test", *config],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*ASV, "run", "--quick", "--show-stderr", "--machine", "imgload-test", *config, "HEAD^!"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     return tmp, stack, out
 
 
 def _results(tmp: Path):
-    files = [p for p in (tmp / "results" / "imgload-test").glob("*.json") if p.name != "machine.json"]
+    files = [
+        p for p in (tmp / "results" / "imgload-test").glob("*.json") if p.name != "machine.json"
+    ]
     assert len(files) == 1, files
     data = json.loads(files[0].read_text())
     columns = data["result_columns"]
@@ -53,18 +77,29 @@ def test_run_writes_a_result_for_every_benchmark_and_combination(asv_run):
     results = _results(tmp)
     names = {n for n in benchmarks if n != "version"}
     assert names == set(results)
-    assert {"bench_decode.SmallImages.time_decode", "bench_decode.LargeImages.time_decode",
-            "bench_pickle.ArrayFiles.time_load", "bench_pickle.CifarBatch.time_load",
-            "bench_pickle.CifarBatch.peakmem_load", "bench_pickle.CifarBatch.peakmem_reference"} <= names
+    assert {
+        "bench_decode.SmallImages.time_decode",
+        "bench_decode.LargeImages.time_decode",
+        "bench_pickle.ArrayFiles.time_load",
+        "bench_pickle.CifarBatch.time_load",
+        "bench_pickle.CifarBatch.peakmem_load",
+        "bench_pickle.CifarBatch.peakmem_reference",
+    } <= names
     for name, row in results.items():
         param_names = benchmarks[name]["param_names"]
         combos = [dict(zip(param_names, c)) for c in itertools.product(*row["params"])]
         assert len(combos) == len(row["result"])
         for combo, value in zip(combos, row["result"]):
             combo = {k: v.strip("'") for k, v in combo.items()}
-            expected_na = any(all(combo.get(k) == v for k, v in rule.items()) for rule in NOT_APPLICABLE)
-            if name.startswith("bench_codecs."):  # every decoder x format x source: n/a where it cannot
-                expected_na = codecs_na_by_design(combo["decoder"], combo["format"], combo["source"])
+            expected_na = any(
+                all(combo.get(k) == v for k, v in rule.items()) for rule in NOT_APPLICABLE
+            )
+            if name.startswith(
+                "bench_codecs."
+            ):  # every decoder x format x source: n/a where it cannot
+                expected_na = codecs_na_by_design(
+                    combo["decoder"], combo["format"], combo["source"]
+                )
             assert value is not None, f"{name} {combo} failed"
             assert math.isnan(value) == expected_na, f"{name} {combo}: {value}"
             assert expected_na or value > 0
@@ -75,10 +110,15 @@ def test_each_dataset_is_prepared_once_per_environment(asv_run):
     defined: one for the small set, one for the large, and bench_sample's for both, whatever
     the number of classes."""
     tmp, stack, out = asv_run
-    files = [p for p in (tmp / "results" / "imgload-test").glob("*.json") if p.name != "machine.json"]
+    files = [
+        p for p in (tmp / "results" / "imgload-test").glob("*.json") if p.name != "machine.json"
+    ]
     durations = json.loads(files[0].read_text())["durations"]
     assert sorted(k.split(":")[0] for k in durations if k.startswith("<setup_cache")) == [
-        "<setup_cache bench_sample", "<setup_cache common", "<setup_cache common"], durations
+        "<setup_cache bench_sample",
+        "<setup_cache common",
+        "<setup_cache common",
+    ], durations
 
 
 def test_run_verified_the_environment_pins(asv_run):

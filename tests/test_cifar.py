@@ -19,7 +19,9 @@ def written(tmp_path):
 
 def test_layout_matches_the_official_archive(written):
     folder, imgs, labels, names = written
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*cifar.TRAIN_BATCHES, cifar.TEST_BATCH, "batches.meta"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*cifar.TRAIN_BATCHES, cifar.TEST_BATCH, "batches.meta"]
+    )
     with open(folder / "data_batch_1", "rb") as f:
         raw = pickle.load(f, encoding="bytes")  # how users read the official Python 2 files
     # Python 2 strings: keys and file names come back as bytes, data as N x 3072 uint8
@@ -55,7 +57,9 @@ class _Payload:
 def test_restricted_unpickler_refuses_foreign_globals_before_running_them(tmp_path):
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "data_batch_1"
-    evil.write_bytes(pickle.dumps({"data": _Payload(str(marker)), "labels": [], "filenames": []}, protocol=2))
+    evil.write_bytes(
+        pickle.dumps({"data": _Payload(str(marker)), "labels": [], "filenames": []}, protocol=2)
+    )
     with pytest.raises(cifar.UnsafePickleError, match="io.open|builtins.open"):
         cifar.load_batch(evil)
     assert not marker.exists()

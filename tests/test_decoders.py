@@ -123,7 +123,12 @@ def test_every_decoder_matches_pillow(tiny, tiny_large, name, fmt, source):
                 assert np.array_equal(got, expected), (name, path)
             else:
                 diff = np.abs(got.astype(np.int16) - expected)
-                assert diff.max() <= JPEG_MAX_DIFF and diff.mean() <= JPEG_MEAN_DIFF, (name, path, diff.max(), diff.mean())
+                assert diff.max() <= JPEG_MAX_DIFF and diff.mean() <= JPEG_MEAN_DIFF, (
+                    name,
+                    path,
+                    diff.max(),
+                    diff.mean(),
+                )
 
 
 @pytest.mark.parametrize("source", decoders.SOURCES)
@@ -143,8 +148,14 @@ def test_every_decoder_returns_rgb_order(tmp_path, name, fmt, suffix, source):
         assert mean.argmax() == stripe and mean[stripe] > 200, (name, stripe, mean)
 
 
-NEW_LIBRARIES = [("pyvips", "pyvips", "png"), ("turbojpeg", "turbojpeg", "jpeg"), ("kornia-rs", "kornia_rs", "png"),
-                 ("pyspng", "pyspng", "png"), ("ajpegli", "ajpegli", "jpeg"), ("skimage", "skimage.io", "png")]
+NEW_LIBRARIES = [
+    ("pyvips", "pyvips", "png"),
+    ("turbojpeg", "turbojpeg", "jpeg"),
+    ("kornia-rs", "kornia_rs", "png"),
+    ("pyspng", "pyspng", "png"),
+    ("ajpegli", "ajpegli", "jpeg"),
+    ("skimage", "skimage.io", "png"),
+]
 
 
 @pytest.mark.parametrize("name,module,fmt", NEW_LIBRARIES)
@@ -177,7 +188,10 @@ def test_turbojpeg_without_libturbojpeg_is_na_saying_so(monkeypatch):
         raise RuntimeError("Unable to locate turbojpeg library automatically.\nsecond line")
 
     _fake_turbojpeg(monkeypatch, no_library)
-    with pytest.raises(decoders.Unavailable, match="libturbojpeg.*Unable to locate turbojpeg library automatically\\.$"):
+    with pytest.raises(
+        decoders.Unavailable,
+        match="libturbojpeg.*Unable to locate turbojpeg library automatically\\.$",
+    ):
         decoders.get("turbojpeg", "jpeg")
 
 
@@ -186,7 +200,11 @@ def test_turbojpeg_decodes_to_rgb_not_its_default_bgr(monkeypatch, tmp_path, sou
     calls = []
     fake = _fake_turbojpeg(monkeypatch, lambda: None)
     real_decode = fake.TurboJPEG.decode
-    monkeypatch.setattr(fake.TurboJPEG, "decode", lambda self, data, **kw: calls.append(kw) or real_decode(self, data, **kw))
+    monkeypatch.setattr(
+        fake.TurboJPEG,
+        "decode",
+        lambda self, data, **kw: calls.append(kw) or real_decode(self, data, **kw),
+    )
     path = tmp_path / "x.jpg"
     path.write_bytes(b"jpeg bytes")
     decoders.get("turbojpeg", "jpeg", source)(_input(str(path), source))
@@ -230,29 +248,74 @@ def test_asv_runs_every_codecs_benchmark_or_shows_na_by_design(tmp_path, manifes
     """A real `asv run --quick` of bench_codecs in .venv's own environment (no environment
     to build), smoke profile, on the tiny datasets: every combination measured or n/a by design."""
     conf = json.loads((REPO / "asv.conf.json").read_text())
-    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), results_dir=str(tmp_path / "results"),
-                html_dir=str(tmp_path / "html"), env_dir=str(tmp_path / "env"))
+    conf.update(
+        repo=str(REPO),
+        benchmark_dir=str(REPO / "benchmarks"),
+        results_dir=str(tmp_path / "results"),
+        html_dir=str(tmp_path / "html"),
+        env_dir=str(tmp_path / "env"),
+    )
     (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
-    env = dict(os.environ, IMGLOAD_PROFILE="smoke", IMGLOAD_DATASET=str(manifests["small"]),
-               IMGLOAD_LARGE_DATASET=str(manifests["large"]), IMGLOAD_DATA_DIR=str(tmp_path / "data"))
+    env = dict(
+        os.environ,
+        IMGLOAD_PROFILE="smoke",
+        IMGLOAD_DATASET=str(manifests["small"]),
+        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
+        IMGLOAD_DATA_DIR=str(tmp_path / "data"),
+    )
     asv = [sys.executable, "-m", "asv"]
     config = ["--config", str(tmp_path / "asv.conf.json")]
-    subprocess.run([*asv, "machine", "--yes", "--machine", "imgload-codecs", *config], env=env, check=True, capture_output=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(
+        [*asv, "machine", "--yes", "--machine", "imgload-codecs", *config],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     # --set-commit-hash: asv saves no results of an existing environment without one
-    out = subprocess.run([*asv, "run", "--quick", "--show-stderr", "--machine", "imgload-codecs", *config,
-                          "-E", f"existing:{sys.executable}", "--set-commit-hash", head, "-b", r"^bench_codecs\."],
-                         env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [
+            *asv,
+            "run",
+            "--quick",
+            "--show-stderr",
+            "--machine",
+            "imgload-codecs",
+            *config,
+            "-E",
+            f"existing:{sys.executable}",
+            "--set-commit-hash",
+            head,
+            "-b",
+            r"^bench_codecs\.",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    [results] = [p for p in (tmp_path / "results" / "imgload-codecs").glob("*.json") if p.name != "machine.json"]
+    [results] = [
+        p
+        for p in (tmp_path / "results" / "imgload-codecs").glob("*.json")
+        if p.name != "machine.json"
+    ]
     data = json.loads(results.read_text())
     rows = {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}
-    assert set(rows) == {"bench_codecs.SmallCodecs.time_decode", "bench_codecs.LargeCodecs.time_decode"}
+    assert set(rows) == {
+        "bench_codecs.SmallCodecs.time_decode",
+        "bench_codecs.LargeCodecs.time_decode",
+    }
     for name, row in rows.items():
         combos = [tuple(v.strip("'") for v in c) for c in itertools.product(*row["params"])]
-        assert len(combos) == len(row["result"]) == len(decoders.ALL_IMAGE_DECODERS) * 2 * len(decoders.SOURCES)
+        assert (
+            len(combos)
+            == len(row["result"])
+            == len(decoders.ALL_IMAGE_DECODERS) * 2 * len(decoders.SOURCES)
+        )
         for combo, value in zip(combos, row["result"]):
             assert value is not None, f"{name} {combo} failed"
             assert math.isnan(value) == codecs_na_by_design(*combo), f"{name} {combo}: {value}"
             assert math.isnan(value) or value > 0
-

@@ -31,7 +31,9 @@ def test_stack_pins_are_exact_and_installable_together(entry):
     for lib in ("numpy", "pillow", "opencv-python-headless", "imageio", "asv_runner"):
         assert lib in pins
     if Version(pins["opencv-python-headless"]) < Version("4.10"):
-        assert Version(pins["numpy"]) < Version("2"), "OpenCV < 4.10 wheels are built against NumPy 1.x"
+        assert Version(pins["numpy"]) < Version("2"), (
+            "OpenCV < 4.10 wheels are built against NumPy 1.x"
+        )
 
 
 def test_stacks_span_releases_of_each_library():
@@ -58,18 +60,29 @@ def test_loose_pins_and_unknown_stacks_are_refused():
 
 
 def _run_check(tmp_path, req, stack="test-stack", env_name="virtualenv-test"):
-    conf = {"results_dir": "out/results", "include": [{"python": "3.11", "env": {"IMGLOAD_STACK": "test-stack"}, "req": req}]}
+    conf = {
+        "results_dir": "out/results",
+        "include": [{"python": "3.11", "env": {"IMGLOAD_STACK": "test-stack"}, "req": req}],
+    }
     (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
     env = {"IMGLOAD_STACK": stack, "ASV_ENV_NAME": env_name, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "imgload.envcheck", str(tmp_path / "asv.conf.json")],
-                          cwd=REPO, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "imgload.envcheck", str(tmp_path / "asv.conf.json")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_check_stops_a_mismatched_environment_with_one_line(tmp_path):
     out = _run_check(tmp_path, {"numpy": "1.0.0"})
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0
-    assert "virtualenv-test" in out.stderr and f"numpy: wanted 1.0.0, installed {metadata.version('numpy')}" in out.stderr
+    assert (
+        "virtualenv-test" in out.stderr
+        and f"numpy: wanted 1.0.0, installed {metadata.version('numpy')}" in out.stderr
+    )
     assert not (tmp_path / "out" / "envinfo").exists()
 
 
@@ -110,7 +123,10 @@ def _requires(name: str) -> set[str]:
 
 
 def _host_pins() -> dict[str, str]:
-    return {envcheck.canonical(k): v for k, v in envcheck.requirement_pins(REPO / "constraints.txt").items()}
+    return {
+        envcheck.canonical(k): v
+        for k, v in envcheck.requirement_pins(REPO / "constraints.txt").items()
+    }
 
 
 def test_the_fetch_dependencies_are_all_pooch_imports_and_dotvenv_pins_them():
@@ -131,22 +147,38 @@ def test_every_stack_pins_the_pooch_of_dotvenv():
 
 def test_the_stacks_must_pin_one_pooch():
     stack = lambda name, req: {"env": {"IMGLOAD_STACK": name}, "req": req}  # noqa: E731
-    with pytest.raises(envcheck.EnvCheckError, match="stack b does not pin pooch, which fetching a dataset in setup_cache needs"):
-        envcheck.fetch_pin({"include": [stack("a", {"pooch": "1.9.0"}), stack("b", {"numpy": "2.4.6"})]})
-    with pytest.raises(envcheck.EnvCheckError, match=r"the stacks must pin one version of pooch, the fetch of every stack \(a: 1.9.0, b: 1.8.2\)"):
-        envcheck.fetch_pin({"include": [stack("a", {"pooch": "1.9.0"}), stack("b", {"pooch": "1.8.2"})]})
+    with pytest.raises(
+        envcheck.EnvCheckError,
+        match="stack b does not pin pooch, which fetching a dataset in setup_cache needs",
+    ):
+        envcheck.fetch_pin(
+            {"include": [stack("a", {"pooch": "1.9.0"}), stack("b", {"numpy": "2.4.6"})]}
+        )
+    with pytest.raises(
+        envcheck.EnvCheckError,
+        match=r"the stacks must pin one version of pooch, the fetch of every stack"
+        r" \(a: 1.9.0, b: 1.8.2\)",
+    ):
+        envcheck.fetch_pin(
+            {"include": [stack("a", {"pooch": "1.9.0"}), stack("b", {"pooch": "1.8.2"})]}
+        )
 
 
 def test_fetch_requirements_name_what_the_constraints_lack(tmp_path):
     (tmp_path / "constraints.txt").write_text("pooch==1.9.0\nrequests==2.34.2\n")
-    with pytest.raises(envcheck.EnvCheckError, match="constraints.txt does not pin certifi, charset-normalizer, idna, urllib3, platformdirs, packaging, which pooch imports"):
+    with pytest.raises(
+        envcheck.EnvCheckError,
+        match="constraints.txt does not pin certifi, charset-normalizer, idna, urllib3,"
+        " platformdirs, packaging, which pooch imports",
+    ):
         envcheck.fetch_requirements(CONF, tmp_path / "constraints.txt")
 
 
 @pytest.mark.parametrize("entry", CONF["include"], ids=lambda e: e["env"]["IMGLOAD_STACK"])
 def test_every_stack_pin_reaches_pip_as_written(entry):
     """asv turns `"name": "version"` into `pip install name==...` with a pattern of its own, which
-    drops a post-release's `.postN` (certifi 2026.10.19.post1 became 2026.10.19, which does not exist)."""
+    drops a post-release's `.postN` (certifi 2026.10.19.post1 became 2026.10.19,
+    which does not exist)."""
     from asv.util import ParsedPipDeclaration
 
     for name, version in entry["req"].items():

@@ -11,7 +11,9 @@ from imgload import datasets, decoders, execution, process_pools
 from .helpers import REPO, alive, reaped
 
 # every execution any benchmark class times, each once
-ALL_EXECUTIONS = list(dict.fromkeys(execution.EXECUTIONS + execution.THREAD_PATTERNS + execution.TRANSFERS))
+ALL_EXECUTIONS = list(
+    dict.fromkeys(execution.EXECUTIONS + execution.THREAD_PATTERNS + execution.TRANSFERS)
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,10 +43,16 @@ def _check_every_execution(root, loader, fmt):
         expected = seq.run(files)
     try:
         for name in ALL_EXECUTIONS:
-            with execution.Runner(name, loader, fmt, prime=datasets.priming_file(root, fmt)) as runner:
+            with execution.Runner(
+                name, loader, fmt, prime=datasets.priming_file(root, fmt)
+            ) as runner:
                 got = runner.run(files)
             assert len(got) == len(files), name
-            bad = [i for i, (a, b) in enumerate(zip(got, expected)) if a.shape != b.shape or not np.array_equal(a, b)]
+            bad = [
+                i
+                for i, (a, b) in enumerate(zip(got, expected))
+                if a.shape != b.shape or not np.array_equal(a, b)
+            ]
             assert not bad, f"{name}: arrays {bad[:5]} differ from sequential's"
     finally:
         execution.shutdown_process_pools()  # a pool per decoder would otherwise pile up
@@ -62,7 +70,9 @@ def test_every_execution_returns_every_large_image_in_order(tiny_large, decoder,
     _check_every_execution(tiny_large, decoder, fmt)
 
 
-@pytest.mark.parametrize("loader,fmt", [("pickle", "pickle-p2"), ("numpy", "pickle-p5"), ("numpy", "npy")])
+@pytest.mark.parametrize(
+    "loader,fmt", [("pickle", "pickle-p2"), ("numpy", "pickle-p5"), ("numpy", "npy")]
+)
 def test_every_execution_returns_every_array_file_in_order(tiny, loader, fmt):
     _check_every_execution(tiny, loader, fmt)
 
@@ -105,7 +115,9 @@ def test_a_failed_load_is_raised_and_the_runner_keeps_working(tiny, tmp_path, na
     files = datasets.sample_files(tiny, "npy")
     broken = tmp_path / "broken.npy"
     broken.write_bytes(b"not an array")
-    with execution.Runner(name, "numpy", "npy", prime=datasets.priming_file(tiny, "npy")) as runner:
+    with execution.Runner(
+        name, "numpy", "npy", prime=datasets.priming_file(tiny, "npy")
+    ) as runner:
         with pytest.raises(ValueError):
             runner.run(files[:3] + [str(broken)] + files[3:])
         assert len(runner.run(files)) == len(files)
@@ -152,7 +164,9 @@ def test_pool_workers_die_with_a_killed_parent(tiny):
         "    time.sleep(60)\n"
     )
     with reaped([]) as procs:
-        parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        parent = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
         procs.append(parent)
         workers = [int(p) for p in parent.stdout.readline().split()]
         assert len(workers) == 2 and all(alive(p) for p in workers)
@@ -167,11 +181,22 @@ def test_pool_workers_die_with_a_killed_parent(tiny):
 def test_execution_names():
     assert execution.parse("sequential") == ("sequential", 1)
     assert execution.parse("threads-4") == ("threads", 4)
-    assert execution.parse("queue-3") == ("threads", 3)  # the report and plots group by what does the work
+    assert execution.parse("queue-3") == (
+        "threads",
+        3,
+    )  # the report and plots group by what does the work
     assert execution.parse("processes-2-pickle") == ("processes", 2)
     assert execution.describe("queue-3").form == "queue"
     assert execution.describe("processes-2").form == "shared"
     assert execution.describe("processes-2-pickle").form == "pickle"
-    for bad in ("threads", "threads-0", "gpu-2", "processes-x", "queue-2-pickle", "threads-2-pickle", "processes-2-x"):
+    for bad in (
+        "threads",
+        "threads-0",
+        "gpu-2",
+        "processes-x",
+        "queue-2-pickle",
+        "threads-2-pickle",
+        "processes-2-x",
+    ):
         with pytest.raises(ValueError, match="unknown execution"):
             execution.parse(bad)

@@ -63,8 +63,12 @@ def _members() -> dict[str, bytes]:
         "pics/train/dog/alpha.png": _encode(imgs[3], "PNG", mode="RGBA"),  # alpha: re-encoded
         "pics/train/dog/turned.jpg": _rotated_jpeg(imgs[4]),  # EXIF rotation: re-encoded
         "pics/train/dog/deep.png": _png16(imgs[6]),  # 16 bits per channel: re-encoded
-        "pics/train/dog/trns.png": _encode(imgs[7], "PNG", transparency=(0, 0, 0)),  # tRNS chunk: re-encoded
-        "pics/train/loose.webp": _encode(imgs[5], "WEBP", lossless=True),  # no class folder: label -1
+        "pics/train/dog/trns.png": _encode(
+            imgs[7], "PNG", transparency=(0, 0, 0)
+        ),  # tRNS chunk: re-encoded
+        "pics/train/loose.webp": _encode(
+            imgs[5], "WEBP", lossless=True
+        ),  # no class folder: label -1
         "pics/val/cat/c.JPEG": _encode(imgs[0][::-1].copy(), "JPEG"),
         "pics/train/cat/notes.txt": b"not an image",
         "pics/train/dog/.hidden.jpg": b"editor junk",
@@ -72,8 +76,17 @@ def _members() -> dict[str, bytes]:
     }
 
 
-ORDER = ["train/cat/a.png", "train/cat/b.jpg", "train/dog/alpha.png", "train/dog/deep.png", "train/dog/grey.jpg",
-         "train/dog/trns.png", "train/dog/turned.jpg", "train/loose.webp", "val/cat/c.JPEG"]
+ORDER = [
+    "train/cat/a.png",
+    "train/cat/b.jpg",
+    "train/dog/alpha.png",
+    "train/dog/deep.png",
+    "train/dog/grey.jpg",
+    "train/dog/trns.png",
+    "train/dog/turned.jpg",
+    "train/loose.webp",
+    "val/cat/c.JPEG",
+]
 
 
 def _archive(path, members: dict[str, bytes]) -> str:
@@ -92,7 +105,9 @@ def _archive(path, members: dict[str, bytes]) -> str:
 
 def _manifest(tmp_path, archive, sha256, url="http://127.0.0.1:9/", name="pics"):
     path = tmp_path / f"{name}.toml"
-    path.write_text(MANIFEST.format(name=name, url=url + archive.name, sha256=sha256, archive=archive.name))
+    path.write_text(
+        MANIFEST.format(name=name, url=url + archive.name, sha256=sha256, archive=archive.name)
+    )
     return path
 
 
@@ -110,7 +125,9 @@ def prepared(tmp_path_factory):
     archive = tmp / "pics.tar.gz"
     sha = _archive(archive, members)
     with serve(archive.read_bytes(), archive.name) as httpd:
-        path = datasets.prepare(_manifest(tmp, archive, sha, url=httpd.url.rsplit("/", 1)[0] + "/"), tmp / "data")
+        path = datasets.prepare(
+            _manifest(tmp, archive, sha, url=httpd.url.rsplit("/", 1)[0] + "/"), tmp / "data"
+        )
     return path, members
 
 
@@ -141,7 +158,9 @@ def test_every_format_holds_the_pixels_pillow_decodes_from_the_source(prepared):
     path, members = prepared
     for i, name in enumerate(ORDER):
         expected = np.asarray(Image.open(io.BytesIO(members["pics/" + name])).convert("RGB"))
-        assert np.array_equal(np.asarray(Image.open(path / "png" / f"{i:05d}.png")), expected), name
+        assert np.array_equal(np.asarray(Image.open(path / "png" / f"{i:05d}.png")), expected), (
+            name
+        )
         assert np.array_equal(np.load(path / "npy" / f"{i:05d}.npy"), expected), name
 
 
@@ -153,7 +172,9 @@ def test_every_decoder_reads_every_file_as_the_same_rgb_shape(prepared, fmt):
     for name in ("cv2", "pil", "imageio", "imagecodecs"):
         load = decoders.get(name, fmt)
         arrays = [load(f) for f in files]
-        assert [a.shape for a in arrays] == expected and {a.dtype for a in arrays} == {np.dtype(np.uint8)}, name
+        assert [a.shape for a in arrays] == expected and {a.dtype for a in arrays} == {
+            np.dtype(np.uint8)
+        }, name
 
 
 def test_zip_archive_from_a_mirror_folder(tmp_path, monkeypatch):
@@ -175,16 +196,21 @@ def test_corrupt_image_is_named_and_nothing_is_kept(tmp_path, monkeypatch):
     sha = _archive(mirror / "pics.tar.gz", members)
     monkeypatch.setenv("IMGLOAD_MIRROR", str(mirror))
     data = tmp_path / "data"
-    with pytest.raises(datasets.DatasetError, match=r"train/cat/b\.jpg: not a readable image") as e:
+    with pytest.raises(
+        datasets.DatasetError, match=r"train/cat/b\.jpg: not a readable image"
+    ) as e:
         datasets.prepare(_manifest(tmp_path, mirror / "pics.tar.gz", sha), data)
     assert "\n" not in str(e.value)
     assert not (data / "pics").exists() and not list(data.glob(".pics.partial-*"))
 
 
-@pytest.mark.parametrize("members, message", [
-    ({"pics/train/a.txt": b"x", "pics/val/b.png": b"x"}, r"pics/train: holds no image files"),
-    ({"pics/train/a.png": b"x"}, r"pics/val: no such split folder"),
-])
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ({"pics/train/a.txt": b"x", "pics/val/b.png": b"x"}, r"pics/train: holds no image files"),
+        ({"pics/train/a.png": b"x"}, r"pics/val: no such split folder"),
+    ],
+)
 def test_archive_without_the_expected_folders_is_named(tmp_path, monkeypatch, members, message):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -196,8 +222,14 @@ def test_archive_without_the_expected_folders_is_named(tmp_path, monkeypatch, me
 
 def test_batches_need_the_cifar_layout(tmp_path):
     path = _manifest(tmp_path, tmp_path / "pics.tar.gz", "0" * 64)
-    path.write_text(path.read_text().replace('formats = ["png", "jpeg", "npy"]', 'formats = ["png"]\nbatches = true'))
-    with pytest.raises(datasets.DatasetError, match="batches = true needs the cifar-python layout"):
+    path.write_text(
+        path.read_text().replace(
+            'formats = ["png", "jpeg", "npy"]', 'formats = ["png"]\nbatches = true'
+        )
+    )
+    with pytest.raises(
+        datasets.DatasetError, match="batches = true needs the cifar-python layout"
+    ):
         datasets.manifest(path)
 
 

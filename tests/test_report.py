@@ -1,4 +1,5 @@
-"""imgload report: real asv results of two stacks, hand-made broken results, two machines merged."""
+"""imgload report: real asv results of two stacks, hand-made broken results,
+two machines merged."""
 
 import json
 import math
@@ -18,8 +19,21 @@ SMALL = "bench_decode.SmallImages.time_decode"
 
 
 def _run_report(results: Path, out: Path, *extra) -> str:
-    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(out), *extra],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imgload",
+            "report",
+            "--results",
+            str(results),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out / "report.md")
     return (out / "report.md").read_text()
@@ -69,9 +83,17 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
     assert set(raw) == set(stacks)
 
     header, rows = _section_table(text, f"### {SMALL}", "Seconds per image")
-    assert header == ["decoder", "format", "execution", "cache", *stacks]  # one column per environment
+    assert header == [
+        "decoder",
+        "format",
+        "execution",
+        "cache",
+        *stacks,
+    ]  # one column per environment
     assert len(rows) == 5 * 2 * 4 * 2
-    images = {s: raw[s]["bench_sample.Sample.track_images_per_call"][("SmallImages",)] for s in stacks}
+    images = {
+        s: raw[s]["bench_sample.Sample.track_images_per_call"][("SmallImages",)] for s in stacks
+    }
     assert set(images.values()) == {16}  # the tiny manifest's sample, as the suite recorded it
     checked = 0
     for row in rows:
@@ -81,28 +103,45 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 assert cell == "n/a", (stack, combo, cell)
             else:
-                # the median per image, then its spread (a --quick run keeps one sample: no spread to speak of)
-                assert cell.startswith(report.seconds(value / images[stack]) + " ±"), (stack, combo, cell)
+                # the median per image, then its spread (a --quick run keeps one sample:
+                # no spread to speak of)
+                assert cell.startswith(report.seconds(value / images[stack]) + " ±"), (
+                    stack,
+                    combo,
+                    cell,
+                )
                 checked += 1
     assert checked >= 2 * 2 * 2 * 2 - 2 * 2  # cv2 in both stacks, simplejpeg in the newer one
     by_combo = {tuple(r[:4]): dict(zip(stacks, r[4:])) for r in rows}
     old, new = stacks
-    assert by_combo[("simplejpeg", "jpeg", "sequential", "warm")][old] == "n/a"  # not installed in the old stack
+    assert (
+        by_combo[("simplejpeg", "jpeg", "sequential", "warm")][old] == "n/a"
+    )  # not installed in the old stack
     assert by_combo[("simplejpeg", "jpeg", "sequential", "warm")][new] != "n/a"
     assert by_combo[("pil", "png", "processes-2", "cold")] == {old: "n/a", new: "n/a"}  # not run
 
     # derived columns: speedup over sequential and cold / warm, from the same JSON values
     _, speed = _section_table(text, f"### {SMALL}", "Speedup over `sequential`")
     speed = {tuple(r[:4]): dict(zip(stacks, r[4:])) for r in speed}
-    seq, pool = raw[new][SMALL][("cv2", "jpeg", "sequential", "warm")], raw[new][SMALL][("cv2", "jpeg", "threads-2", "warm")]
+    seq, pool = (
+        raw[new][SMALL][("cv2", "jpeg", "sequential", "warm")],
+        raw[new][SMALL][("cv2", "jpeg", "threads-2", "warm")],
+    )
     assert speed[("cv2", "jpeg", "threads-2", "warm")][new] == f"{seq / pool:.2f}×"
     _, cold = _section_table(text, f"### {SMALL}", "Cold / warm")
     cold = {tuple(r[:3]): dict(zip(stacks, r[3:])) for r in cold}
-    ratio = raw[old][SMALL][("cv2", "jpeg", "sequential", "cold")] / raw[old][SMALL][("cv2", "jpeg", "sequential", "warm")]
+    ratio = (
+        raw[old][SMALL][("cv2", "jpeg", "sequential", "cold")]
+        / raw[old][SMALL][("cv2", "jpeg", "sequential", "warm")]
+    )
     assert cold[("cv2", "jpeg", "sequential")][old] == f"{ratio:.2f}×"
 
     # the harness-overhead ratio, and the environments' build records
-    _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
+    _, overhead = _section_table(
+        text,
+        "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop",
+        "|",
+    )
     row = next(r for r in overhead if r[:2] == ["cv2", "jpeg"])
     paired = raw[new]["bench_overhead.Overhead.track_sequential_over_bare"][("cv2", "jpeg")]
     # a ratio of two timings taken in one process: positive and finite, whatever the machine's
@@ -113,7 +152,10 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
     envs = {r[0]: r[1:] for r in envs}
     assert envs["Pillow"] == [s["req"]["pillow"] for s in two_stack_run["stacks"]]
     assert envs["NumPy"] == [s["req"]["numpy"] for s in two_stack_run["stacks"]]
-    assert all(v not in ("n/a", "absent") for v in envs["Pillow libjpeg-turbo"] + envs["OpenCV JPEG"] + envs["CPU"])
+    assert all(
+        v not in ("n/a", "absent")
+        for v in envs["Pillow libjpeg-turbo"] + envs["OpenCV JPEG"] + envs["CPU"]
+    )
     for png in ("imgload-a-decoders.png", "imgload-a-threads.png", "imgload-a-cold-warm.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in text
@@ -126,41 +168,104 @@ def _hand_made(tmp: Path) -> Path:
     (results / "box").mkdir(parents=True)
     params = [["'cv2'", "'pil'"], ["'png'"], ["'sequential'", "'threads-2'"], ["'warm'", "'cold'"]]
     benchmarks = {
-        SMALL: {"name": SMALL, "type": "time", "unit": "seconds", "version": "1", "params": params,
-                "param_names": ["decoder", "format", "execution", "cache"]},
-        "bench_pickle.CifarBatch.time_load": {"name": "bench_pickle.CifarBatch.time_load", "type": "time", "unit": "seconds",
-                                              "version": "1", "params": [["'npy'"], ["'warm'"]], "param_names": ["format", "cache"]},
+        SMALL: {
+            "name": SMALL,
+            "type": "time",
+            "unit": "seconds",
+            "version": "1",
+            "params": params,
+            "param_names": ["decoder", "format", "execution", "cache"],
+        },
+        "bench_pickle.CifarBatch.time_load": {
+            "name": "bench_pickle.CifarBatch.time_load",
+            "type": "time",
+            "unit": "seconds",
+            "version": "1",
+            "params": [["'npy'"], ["'warm'"]],
+            "param_names": ["format", "cache"],
+        },
         "version": 2,
     }
-    for name in ("time_bare_loop", "time_sequential"):  # no paired track: the report divides the medians
+    for name in (
+        "time_bare_loop",
+        "time_sequential",
+    ):  # no paired track: the report divides the medians
         key = f"bench_overhead.Overhead.{name}"
-        benchmarks[key] = {"name": key, "type": "time", "unit": "seconds", "version": "1",
-                           "params": [["'cv2'"], ["'jpeg'"]], "param_names": ["decoder", "format"]}
+        benchmarks[key] = {
+            "name": key,
+            "type": "time",
+            "unit": "seconds",
+            "version": "1",
+            "params": [["'cv2'"], ["'jpeg'"]],
+            "param_names": ["decoder", "format"],
+        }
     (results / "benchmarks.json").write_text(json.dumps(benchmarks))
-    machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux", "arch": "x86_64", "ram": "1", "version": 1}
+    machine = {
+        "machine": "box",
+        "cpu": "Test CPU",
+        "num_cpu": "2",
+        "os": "Linux",
+        "arch": "x86_64",
+        "ram": "1",
+        "version": 1,
+    }
     (results / "box" / "machine.json").write_text(json.dumps(machine))
     columns = ["result", "params", "version", "started_at", "duration"]
 
     def write(name, stack, results_):
-        data = {"commit_hash": "a" * 40, "env_name": f"env-{stack}", "date": 1795490726000, "params": dict(machine, python="3.11"),
-                "python": "3.11", "requirements": {"pillow": "1.0"}, "env_vars": {"IMGLOAD_STACK": stack},
-                "result_columns": columns, "results": results_, "durations": {}, "version": 2}
+        data = {
+            "commit_hash": "a" * 40,
+            "env_name": f"env-{stack}",
+            "date": 1795490726000,
+            "params": dict(machine, python="3.11"),
+            "python": "3.11",
+            "requirements": {"pillow": "1.0"},
+            "env_vars": {"IMGLOAD_STACK": stack},
+            "result_columns": columns,
+            "results": results_,
+            "durations": {},
+            "version": 2,
+        }
         (results / "box" / name).write_text(json.dumps(data))  # NaN is written as NaN, as asv does
 
     # cv2 warm ok, cv2 cold failed (None), pil skipped (NaN), threads-2 ok
     small = [0.02, None, 0.01, 0.03, float("nan"), float("nan"), float("nan"), float("nan")]
-    write("aaaaaaaa-env-one.json", "one", {SMALL: [small, params, "1", 0, 1.0],
-                                           "bench_overhead.Overhead.time_bare_loop": [[0.2], [["'cv2'"], ["'jpeg'"]], "1", 0, 1.0],
-                                           "bench_overhead.Overhead.time_sequential": [[0.3], [["'cv2'"], ["'jpeg'"]], "1", 0, 1.0],
-                                           "bench_pickle.CifarBatch.time_load": [None, [["'npy'"], ["'warm'"]], "1", 0, 1.0]})
-    write("aaaaaaaa-env-two.json", "two", {"bench_pickle.CifarBatch.time_load": [[0.5], [["'npy'"], ["'warm'"]], "1", 0, 1.0]})
+    write(
+        "aaaaaaaa-env-one.json",
+        "one",
+        {
+            SMALL: [small, params, "1", 0, 1.0],
+            "bench_overhead.Overhead.time_bare_loop": [
+                [0.2],
+                [["'cv2'"], ["'jpeg'"]],
+                "1",
+                0,
+                1.0,
+            ],
+            "bench_overhead.Overhead.time_sequential": [
+                [0.3],
+                [["'cv2'"], ["'jpeg'"]],
+                "1",
+                0,
+                1.0,
+            ],
+            "bench_pickle.CifarBatch.time_load": [None, [["'npy'"], ["'warm'"]], "1", 0, 1.0],
+        },
+    )
+    write(
+        "aaaaaaaa-env-two.json",
+        "two",
+        {"bench_pickle.CifarBatch.time_load": [[0.5], [["'npy'"], ["'warm'"]], "1", 0, 1.0]},
+    )
     (results / "box" / "aaaaaaaa-env-three.json").write_text("{ not json")
     return results
 
 
 def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
     text = _run_report(_hand_made(tmp_path), tmp_path / "out", "--partial")
-    assert "**Partial report**" in text and "aaaaaaaa-env-three.json" in text  # the corrupt file, named
+    assert (
+        "**Partial report**" in text and "aaaaaaaa-env-three.json" in text
+    )  # the corrupt file, named
     header, rows = _section_table(text, f"### {SMALL}", "Seconds per")
     assert header[-2:] == ["one", "two"]
     rows = {tuple(r[:4]): r[4:] for r in rows}
@@ -170,67 +275,143 @@ def test_report_on_failed_skipped_and_missing_results_does_not_crash(tmp_path):
     assert rows[("cv2", "png", "sequential", "warm")][0] == report.seconds(0.02 / 1000)
     assert "Images per call from the dataset manifests' default profile" in text
     _, speed = _section_table(text, f"### {SMALL}", "Speedup")
-    assert {tuple(r[:4]): r[4] for r in speed}[("cv2", "png", "threads-2", "cold")] == "n/a"  # over a failed sequential
+    assert {tuple(r[:4]): r[4] for r in speed}[
+        ("cv2", "png", "threads-2", "cold")
+    ] == "n/a"  # over a failed sequential
     _, batch = _section_table(text, "### bench_pickle.CifarBatch.time_load", "Seconds per")
-    assert batch[0][2] == "n/a" and batch[0][3] != "n/a"  # a failed build (result None) in one stack only
+    assert (
+        batch[0][2] == "n/a" and batch[0][3] != "n/a"
+    )  # a failed build (result None) in one stack only
     assert "No build record for one, two" in text
-    _, overhead = _section_table(text, "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop", "|")
+    _, overhead = _section_table(
+        text,
+        "### Harness overhead: the suite's `sequential` / a bare `for f in files: decode(f)` loop",
+        "|",
+    )
     assert overhead == [["cv2", "jpeg", "1.500*", "n/a"]]
 
 
 def test_marks_only_differences_between_stacks_that_are_beyond_the_noise(tmp_path):
     """Three stacks with 8 raw samples each: the middle one 2x faster than the first (marked),
-    the last as fast as the middle one but noisier (not marked), one combination 5% apart (not marked)."""
+    the last as fast as the middle one but noisier (not marked), one combination 5% apart
+    (not marked)."""
     results = tmp_path / "results"
     (results / "box").mkdir(parents=True)
     params = [["'cv2'"], ["'png'", "'jpeg'"], ["'sequential'"], ["'warm'"]]
-    (results / "benchmarks.json").write_text(json.dumps({SMALL: {
-        "name": SMALL, "type": "time", "unit": "seconds", "version": "1", "params": params,
-        "param_names": ["decoder", "format", "execution", "cache"]}, "version": 2}))
-    machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux", "arch": "x86_64", "ram": "1", "version": 1}
+    (results / "benchmarks.json").write_text(
+        json.dumps(
+            {
+                SMALL: {
+                    "name": SMALL,
+                    "type": "time",
+                    "unit": "seconds",
+                    "version": "1",
+                    "params": params,
+                    "param_names": ["decoder", "format", "execution", "cache"],
+                },
+                "version": 2,
+            }
+        )
+    )
+    machine = {
+        "machine": "box",
+        "cpu": "Test CPU",
+        "num_cpu": "2",
+        "os": "Linux",
+        "arch": "x86_64",
+        "ram": "1",
+        "version": 1,
+    }
     (results / "box" / "machine.json").write_text(json.dumps(machine))
-    columns = ["result", "params", "version", "started_at", "duration", "stats_q_25", "stats_q_75", "samples"]
+    columns = [
+        "result",
+        "params",
+        "version",
+        "started_at",
+        "duration",
+        "stats_q_25",
+        "stats_q_75",
+        "samples",
+    ]
     spread = [1.00, 1.01, 1.02, 1.005, 0.995, 1.015, 0.99, 1.0]
     noisy = [1.0, 1.3, 1.6, 1.1, 1.9, 1.0, 1.45, 2.2]
 
     def row(png, jpeg):
         q = [sorted(s) for s in (png, jpeg)]
-        return [[q[0][4], q[1][4]], params, "1", 0, 1.0, [q[0][2], q[1][2]], [q[0][5], q[1][5]], [png, jpeg]]
+        return [
+            [q[0][4], q[1][4]],
+            params,
+            "1",
+            0,
+            1.0,
+            [q[0][2], q[1][2]],
+            [q[0][5], q[1][5]],
+            [png, jpeg],
+        ]
 
-    stacks = {"a": row([0.02 * x for x in spread], [0.01 * x for x in spread]),
-              "b": row([0.01 * x for x in spread], [0.0105 * x for x in spread]),
-              "c": row([0.01 * x for x in noisy], [0.0105 * x for x in spread])}
+    stacks = {
+        "a": row([0.02 * x for x in spread], [0.01 * x for x in spread]),
+        "b": row([0.01 * x for x in spread], [0.0105 * x for x in spread]),
+        "c": row([0.01 * x for x in noisy], [0.0105 * x for x in spread]),
+    }
     for stack, small in stacks.items():
-        data = {"commit_hash": "a" * 40, "env_name": f"env-{stack}", "date": 1795490726000, "params": dict(machine, python="3.11"),
-                "python": "3.11", "requirements": {}, "env_vars": {"IMGLOAD_STACK": stack}, "result_columns": columns,
-                "results": {SMALL: small}, "durations": {}, "version": 2}
+        data = {
+            "commit_hash": "a" * 40,
+            "env_name": f"env-{stack}",
+            "date": 1795490726000,
+            "params": dict(machine, python="3.11"),
+            "python": "3.11",
+            "requirements": {},
+            "env_vars": {"IMGLOAD_STACK": stack},
+            "result_columns": columns,
+            "results": {SMALL: small},
+            "durations": {},
+            "version": 2,
+        }
         (results / "box" / f"aaaaaaaa-env-{stack}.json").write_text(json.dumps(data))
     text = _run_report(results, tmp_path / "out")
     _, rows = _section_table(text, f"### {SMALL}", "Seconds per")
     rows = {r[1]: r[4:] for r in rows}
     assert "**2.00× faster**" in rows["png"][1] and "**" not in rows["png"][0]  # b against a
-    assert "**" not in rows["png"][2] and "±" in rows["png"][2]  # c against b: as fast, only noisier
+    assert (
+        "**" not in rows["png"][2] and "±" in rows["png"][2]
+    )  # c against b: as fast, only noisier
     assert not any("**" in cell for cell in rows["jpeg"])  # 5% apart: below the 1.1x threshold
     assert rows["png"][1].startswith(report.seconds(0.01 * sorted(spread)[4] / 1000) + " ±<1%")
     assert "beyond the noise" in text
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("{ not json", "Expecting property name"),  # truncated or corrupt
-    ("", "Expecting value"),  # empty
-    ('{"version": "2", "results": {}}', "format version 2 (found '2')"),  # another format version
-    ('{"version": 1}', "(found 1)"),
-    ("[]", "(found None)"),
-])
-def test_a_broken_results_file_is_named_and_the_report_stops_unless_partial(tmp_path, content, reason):
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{ not json", "Expecting property name"),  # truncated or corrupt
+        ("", "Expecting value"),  # empty
+        (
+            '{"version": "2", "results": {}}',
+            "format version 2 (found '2')",
+        ),  # another format version
+        ('{"version": 1}', "(found 1)"),
+        ("[]", "(found None)"),
+    ],
+)
+def test_a_broken_results_file_is_named_and_the_report_stops_unless_partial(
+    tmp_path, content, reason
+):
     results = _hand_made(tmp_path)
     broken = results / "box" / "aaaaaaaa-env-three.json"
     broken.write_text(content)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith(f"imgload: error: {broken}: ") and reason in proc.stderr and "--partial" in proc.stderr
+    assert (
+        proc.stderr.startswith(f"imgload: error: {broken}: ")
+        and reason in proc.stderr
+        and "--partial" in proc.stderr
+    )
     assert not out.exists()  # nothing written
     text = _run_report(results, out, "--partial")
     assert "**Partial report**" in text and str(broken) in text
@@ -239,8 +420,21 @@ def test_a_broken_results_file_is_named_and_the_report_stops_unless_partial(tmp_
 def test_report_out_must_be_a_folder(tmp_path):
     results = _hand_made(tmp_path)
     (tmp_path / "a-file").write_text("mine")
-    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(results), "--out", str(tmp_path / "a-file"),
-                           "--partial"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imgload",
+            "report",
+            "--results",
+            str(results),
+            "--out",
+            str(tmp_path / "a-file"),
+            "--partial",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a folder" in proc.stderr
     assert (tmp_path / "a-file").read_text() == "mine"
 
@@ -251,8 +445,20 @@ def test_report_names_what_is_wrong_with_its_input(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ResultsError, match="benchmarks.json: no such file"):
         report.render(tmp_path / "empty", tmp_path / "out")
-    proc = subprocess.run([sys.executable, "-m", "imgload", "report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imgload",
+            "report",
+            "--results",
+            str(tmp_path / "nothing"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing" in proc.stderr
     assert not (tmp_path / "o").exists()
 
@@ -264,11 +470,35 @@ def test_two_machines_merge_into_one_site_and_one_report(two_stack_run, tmp_path
     first, asv, env = two_stack_run["tmp"], two_stack_run["asv"], two_stack_run["env"]
     other = tmp_path / "machine-b"
     other.mkdir()
-    config_b = asv_config(other, two_stack_run["stacks"][-1:])  # its own environment, verified and recorded there
-    subprocess.run([*asv, "machine", "--yes", "--machine", "imgload-b", "--config", str(config_b)], env=env, check=True, capture_output=True)
-    out = subprocess.run([*asv, "run", "--quick", "--machine", "imgload-b", "--config", str(config_b), "-b", "^bench_sample",
-                          "-b", r"SmallImages.time_decode\('cv2', 'jpeg', 'sequential', 'warm'", "HEAD^!"],
-                         env=env, capture_output=True, text=True, timeout=900)
+    config_b = asv_config(
+        other, two_stack_run["stacks"][-1:]
+    )  # its own environment, verified and recorded there
+    subprocess.run(
+        [*asv, "machine", "--yes", "--machine", "imgload-b", "--config", str(config_b)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            *asv,
+            "run",
+            "--quick",
+            "--machine",
+            "imgload-b",
+            "--config",
+            str(config_b),
+            "-b",
+            "^bench_sample",
+            "-b",
+            r"SmallImages.time_decode\('cv2', 'jpeg', 'sequential', 'warm'",
+            "HEAD^!",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     merged = tmp_path / "merged"
@@ -277,12 +507,16 @@ def test_two_machines_merge_into_one_site_and_one_report(two_stack_run, tmp_path
     shutil.copytree(other / "results" / "imgload-b", merged / "results" / "imgload-b")
     shutil.copytree(other / "envinfo", merged / "envinfo" / "imgload-b")
     config = asv_config(merged, two_stack_run["stacks"])
-    pub = subprocess.run([*asv, "publish", "--config", str(config)], env=env, capture_output=True, text=True)
+    pub = subprocess.run(
+        [*asv, "publish", "--config", str(config)], env=env, capture_output=True, text=True
+    )
     assert pub.returncode == 0, pub.stdout + pub.stderr
     index = json.loads((merged / "html" / "index.json").read_text())
     assert index["params"]["machine"] == ["imgload-a", "imgload-b"]
     graphs = {p.as_posix() for p in (merged / "html" / "graphs").rglob("*.json")}
-    assert any("machine-imgload-a" in g for g in graphs) and any("machine-imgload-b" in g for g in graphs)
+    assert any("machine-imgload-a" in g for g in graphs) and any(
+        "machine-imgload-b" in g for g in graphs
+    )
 
     text = _run_report(merged / "results", tmp_path / "report")
     a, b = text.index("## Machine `imgload-a`"), text.index("## Machine `imgload-b`")
@@ -294,6 +528,8 @@ def test_two_machines_merge_into_one_site_and_one_report(two_stack_run, tmp_path
     assert rows[("cv2", "jpeg", "sequential", "warm")] != "n/a"
     assert rows[("cv2", "jpeg", "threads-2", "warm")] == "n/a"  # machine b did not run it
     _, envs = _section_table(text[b:], "### Environments", "|")
-    assert {r[0]: r[1] for r in envs}["Pillow"] == two_stack_run["stacks"][-1]["req"]["pillow"]  # from envinfo/imgload-b/
+    assert {r[0]: r[1] for r in envs}["Pillow"] == two_stack_run["stacks"][-1]["req"][
+        "pillow"
+    ]  # from envinfo/imgload-b/
     for png in ("imgload-a-threads.png", "imgload-b-threads.png"):
         assert (tmp_path / "report" / png).is_file()

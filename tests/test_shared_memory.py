@@ -1,4 +1,5 @@
-"""processes-N hands arrays back through shared memory: views, leases, sizes, and nothing left behind."""
+"""processes-N hands arrays back through shared memory: views, leases, sizes,
+and nothing left behind."""
 
 import gc
 import json
@@ -20,7 +21,8 @@ from .helpers import REPO, alive, reaped
 
 @pytest.fixture
 def fresh_pools():
-    """Pools started by this test only: the slot and spill counts below depend on a pool's history."""
+    """Pools started by this test only:
+    the slot and spill counts below depend on a pool's history."""
     execution.shutdown_process_pools()
     yield
     execution.shutdown_process_pools()
@@ -32,7 +34,9 @@ def _sequential(loader, fmt, files):
 
 
 def _equal(got, expected) -> bool:
-    return len(got) == len(expected) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected))
+    return len(got) == len(expected) and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected)
+    )
 
 
 # ------------------------------------------------------------------ the arena alone
@@ -86,7 +90,9 @@ def test_the_arena_travels_only_with_a_spawned_process():
 def test_processes_return_views_of_one_shared_region_and_pickle_nothing(tiny_large, fresh_pools):
     files = datasets.sample_files(tiny_large, "jpeg", "full")
     expected = _sequential("cv2", "jpeg", files)
-    with execution.Runner("processes-2", "cv2", "jpeg", prime=datasets.priming_file(tiny_large, "jpeg")) as runner:
+    with execution.Runner(
+        "processes-2", "cv2", "jpeg", prime=datasets.priming_file(tiny_large, "jpeg")
+    ) as runner:
         pool = runner._pool
         got = runner.run(files)
         assert _equal(got, expected)
@@ -102,13 +108,16 @@ def test_processes_return_views_of_one_shared_region_and_pickle_nothing(tiny_lar
 def test_results_kept_by_the_caller_survive_later_calls(tiny, fresh_pools):
     files = datasets.sample_files(tiny, "png", "full")
     expected = _sequential("pil", "png", files)
-    with execution.Runner("processes-2", "pil", "png", prime=datasets.priming_file(tiny, "png")) as runner:
+    with execution.Runner(
+        "processes-2", "pil", "png", prime=datasets.priming_file(tiny, "png")
+    ) as runner:
         kept = runner.run(files)
         for _ in range(3):  # each call needs a region of its own while `kept` lives
             again = runner.run(files[::-1])
             assert _equal(again, expected[::-1])
         assert _equal(kept, expected)
-    execution.shutdown_process_pools()  # workers gone, arena's descriptor closed: the views stay valid
+    # workers gone, arena's descriptor closed: the views stay valid
+    execution.shutdown_process_pools()
     assert _equal(kept, expected)
 
 
@@ -117,9 +126,13 @@ def test_images_of_different_sizes_in_one_call(tiny, tiny_large, fresh_pools):
     then the slot has grown and they fit."""
     small = datasets.sample_files(tiny, "png", "full")[:20]
     large = datasets.sample_files(tiny_large, "png", "full")
-    files = [f for pair in zip(small, large) for f in pair] + small[len(large):]  # mixed, the large ones spread
+    files = [f for pair in zip(small, large) for f in pair] + small[
+        len(large) :
+    ]  # mixed, the large ones spread
     expected = _sequential("cv2", "png", files)
-    with execution.Runner("processes-2", "cv2", "png", prime=datasets.priming_file(tiny, "png")) as runner:
+    with execution.Runner(
+        "processes-2", "cv2", "png", prime=datasets.priming_file(tiny, "png")
+    ) as runner:
         pool = runner._pool
         assert pool.slot == shared_arrays.aligned(32 * 32 * 3)
         assert _equal(runner.run(files), expected)
@@ -155,8 +168,8 @@ def test_a_killed_worker_is_reported_and_the_next_runner_gets_a_new_pool(tiny, f
 # ------------------------------------------------------------------ nothing left behind
 
 # A benchmark process: starts the shared-memory pool and loads once, reports its pids, then ends
-# as told (once a line arrives on stdin): 'exit' returns normally, '_exit' ends with os._exit as asv's forkserver children do, 'wait'
-# keeps loading until it is killed.
+# as told (once a line arrives on stdin): 'exit' returns normally, '_exit' ends with os._exit as
+# asv's forkserver children do, 'wait' keeps loading until it is killed.
 _SCRIPT = textwrap.dedent("""
     import json, os, sys
     from imgload import datasets, execution
@@ -172,7 +185,7 @@ _SCRIPT = textwrap.dedent("""
             os._exit(0)
         while how == "wait":
             runner.run(files)
-""")
+""")  # noqa: E501 (the script's text stays as it is)
 
 
 def _holders(pids: list[int]) -> dict[int, list[str]]:
@@ -182,7 +195,11 @@ def _holders(pids: list[int]) -> dict[int, list[str]]:
         held = []
         try:
             with open(f"/proc/{pid}/maps") as f:
-                held += [line.split(None, 5)[-1].strip() for line in f if "/dev/shm/" in line or "memfd:" in line]
+                held += [
+                    line.split(None, 5)[-1].strip()
+                    for line in f
+                    if "/dev/shm/" in line or "memfd:" in line
+                ]
             for fd in os.listdir(f"/proc/{pid}/fd"):
                 try:
                     target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -217,8 +234,14 @@ def _our_shm_names() -> set[str]:
 
 
 def _start(root, how: str, procs: list) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(root), how], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(root), how],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     procs.append(proc)
     line = proc.stdout.readline()
     assert line, proc.communicate(timeout=60)[1]
@@ -244,7 +267,9 @@ def test_nothing_survives_a_normal_exit_or_an_os_exit(tiny_large, how):
     with reaped([]) as procs:
         proc, info = _start(tiny_large, how, procs)
         tree = _check_holdings_while_running(info)
-        _, err = proc.communicate("end\n", timeout=60)  # EOF once every process that shares its stderr is gone
+        _, err = proc.communicate(
+            "end\n", timeout=60
+        )  # EOF once every process that shares its stderr is gone
     assert proc.returncode == 0, err
     assert "leaked" not in err and "resource_tracker" not in err and "Traceback" not in err, err
     assert not _wait_dead(tree)

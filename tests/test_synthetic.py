@@ -15,7 +15,9 @@ def test_deterministic_and_seed_dependent():
 
 def test_worker_count_does_not_change_the_images():
     n = synthetic.chunk_length((32, 32)) * 2 + 5  # three chunks
-    assert np.array_equal(synthetic.images(3, n, (32, 32), workers=1), synthetic.images(3, n, (32, 32), workers=2))
+    assert np.array_equal(
+        synthetic.images(3, n, (32, 32), workers=1), synthetic.images(3, n, (32, 32), workers=2)
+    )
 
 
 def test_labels_balanced_and_deterministic():

@@ -10,9 +10,48 @@ from imgload import verdict
 # Sample multipliers measured on this kind of machine under ../shared/tools/cpu-noise
 # (a CPU-bound loop, 40 samples, each divided by the fastest): a quarter of the samples
 # run undisturbed, the rest up to 2.5x slower.
-BUSY = [1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 1.01, 1.02, 1.03, 1.04, 1.05, 1.11, 1.14, 1.20, 1.20,
-        1.20, 1.24, 1.27, 1.30, 1.33, 1.45, 1.48, 1.62, 1.70, 1.80, 1.83, 1.85, 1.99, 2.01, 2.04, 2.04,
-        2.04, 2.10, 2.15, 2.26, 2.31, 2.35, 2.47, 2.56]
+BUSY = [
+    1.00,
+    1.00,
+    1.00,
+    1.00,
+    1.00,
+    1.00,
+    1.00,
+    1.01,
+    1.02,
+    1.03,
+    1.04,
+    1.05,
+    1.11,
+    1.14,
+    1.20,
+    1.20,
+    1.20,
+    1.24,
+    1.27,
+    1.30,
+    1.33,
+    1.45,
+    1.48,
+    1.62,
+    1.70,
+    1.80,
+    1.83,
+    1.85,
+    1.99,
+    2.01,
+    2.04,
+    2.04,
+    2.04,
+    2.10,
+    2.15,
+    2.26,
+    2.31,
+    2.35,
+    2.47,
+    2.56,
+]
 
 
 def _draw(rng, cost, n, noise):
@@ -24,7 +63,9 @@ def test_six_and_six_samples_can_never_pass_the_rank_test_so_seven_is_the_minimu
     assert verdict.min_samples() == 7
     # even completely separated samples: too few, never "within the noise"
     c = verdict.compare([1.0, 1.01, 1.02, 1.03, 1.04, 1.05], [2.0, 2.01, 2.02, 2.03, 2.04, 2.05])
-    assert c.outcome == verdict.FEW and "too few samples" in c.reason() and "at least 7" in c.reason()
+    assert (
+        c.outcome == verdict.FEW and "too few samples" in c.reason() and "at least 7" in c.reason()
+    )
 
 
 def test_quiet_samples_a_real_step_a_small_difference_and_no_difference():
@@ -37,22 +78,32 @@ def test_quiet_samples_a_real_step_a_small_difference_and_no_difference():
     assert faster.outcome == verdict.STEP and not faster.slower and "faster" in faster.reason()
     small = verdict.compare(a, _draw(rng, 10.5, 12, False))  # apart, but below the 1.1x threshold
     assert small.outcome == verdict.NONE and small.p < verdict.P_THRESHOLD
-    assert "the samples differ" in small.reason() and "less than the 1.1x threshold" in small.reason()
+    assert (
+        "the samples differ" in small.reason() and "less than the 1.1x threshold" in small.reason()
+    )
     flat = verdict.compare(a, _draw(rng, 10.0, 12, False))
     assert flat.outcome == verdict.NONE and 1 / 1.1 < flat.low <= flat.high < 1.1
 
 
 def test_heavy_noise_is_too_noisy_with_few_samples_never_a_step_and_decides_with_more():
     rng = random.Random(2)
-    outcomes = {n: [verdict.compare(_draw(rng, 10.0, n, True), _draw(rng, 10.0, n, True)).outcome for _ in range(200)]
-                for n in (12, 72)}
+    outcomes = {
+        n: [
+            verdict.compare(_draw(rng, 10.0, n, True), _draw(rng, 10.0, n, True)).outcome
+            for _ in range(200)
+        ]
+        for n in (12, 72)
+    }
     assert verdict.STEP not in outcomes[12] + outcomes[72]
     assert outcomes[12].count(verdict.NOISY) > 100  # 12 busy samples cannot rule out 1.1x ...
     assert outcomes[72].count(verdict.NONE) > 190  # ... 72, make find's most, can
     noisy = verdict.compare(_draw(rng, 10.0, 12, True), _draw(rng, 10.0, 12, True))
     if noisy.outcome == verdict.NOISY:
         assert "too noisy to decide" in noisy.reason() and "IQR / median" in noisy.reason()
-    real = [verdict.compare(_draw(rng, 10.0, 36, True), _draw(rng, 17.0, 36, True)).outcome for _ in range(200)]
+    real = [
+        verdict.compare(_draw(rng, 10.0, 36, True), _draw(rng, 17.0, 36, True)).outcome
+        for _ in range(200)
+    ]
     assert real.count(verdict.STEP) > 190 and verdict.NONE not in real
 
 
@@ -64,7 +115,9 @@ def test_interference_on_one_side_only_is_not_a_step():
     busy = [10.0 * m for m in sorted(BUSY)[:4]] + [10.0 * rng.uniform(1.3, 2.5) for _ in range(20)]
     c = verdict.compare(quiet, busy)
     assert c.p < verdict.P_THRESHOLD and c.ratio > 1.1 and c.low > 1  # the rank test is fooled ...
-    assert c.outcome == verdict.NOISY and "the machine was busier while one release ran" in c.reason()  # ... not the verdict
+    assert (
+        c.outcome == verdict.NOISY and "the machine was busier while one release ran" in c.reason()
+    )  # ... not the verdict
 
 
 def _two_level_machine(rng, cost, n, fast_share):
@@ -74,24 +127,41 @@ def _two_level_machine(rng, cost, n, fast_share):
     out = []
     while len(out) < n:
         level = 1.0 if rng.random() < fast_share else 1.18
-        out += [cost * level * (rng.choice(BUSY) if rng.random() < 0.4 else 1 + 0.02 * rng.random()) for _ in range(2)]
+        out += [
+            cost * level * (rng.choice(BUSY) if rng.random() < 0.4 else 1 + 0.02 * rng.random())
+            for _ in range(2)
+        ]
     return out[:n]
 
 
-def test_identical_releases_on_a_two_level_machine_are_no_step_though_their_fastest_samples_differ():
+def test_identical_releases_on_a_two_level_machine_are_no_step_though_their_fastest_samples_differ():  # noqa: E501
     """What kept the fastest-sample statistic from saying "no step" on a flat benchmark: one
     release met the idle neighbour more often than the other, so its fastest samples were
     faster (seen: 0.92x after 72 + 72 samples). The Hodges-Lehmann ratio rests on all of them."""
     rng = random.Random(4)
     slow = [27.0 * 1.18 * (1 + 0.02 * rng.random()) for _ in range(130)]
     fast = [27.0 * (1 + 0.02 * rng.random()) for _ in range(14)]
-    flat = verdict.compare(slow[:72], slow[72:] + fast[:2])  # the fast level met by one release only, twice
-    assert flat.fastest < 0.9 and flat.outcome == verdict.NONE and 1 / 1.1 < flat.low <= flat.high < 1.1
-    outcomes = [verdict.compare(_two_level_machine(rng, 10.0, 72, 0.2), _two_level_machine(rng, 10.0, 72, 0.2)).outcome
-                for _ in range(200)]
+    flat = verdict.compare(
+        slow[:72], slow[72:] + fast[:2]
+    )  # the fast level met by one release only, twice
+    assert (
+        flat.fastest < 0.9
+        and flat.outcome == verdict.NONE
+        and 1 / 1.1 < flat.low <= flat.high < 1.1
+    )
+    outcomes = [
+        verdict.compare(
+            _two_level_machine(rng, 10.0, 72, 0.2), _two_level_machine(rng, 10.0, 72, 0.2)
+        ).outcome
+        for _ in range(200)
+    ]
     assert verdict.STEP not in outcomes and outcomes.count(verdict.NONE) > 180
-    real = [verdict.compare(_two_level_machine(rng, 10.0, 24, 0.2), _two_level_machine(rng, 17.0, 24, 0.2)).outcome
-            for _ in range(200)]
+    real = [
+        verdict.compare(
+            _two_level_machine(rng, 10.0, 24, 0.2), _two_level_machine(rng, 17.0, 24, 0.2)
+        ).outcome
+        for _ in range(200)
+    ]
     assert real.count(verdict.STEP) > 190 and verdict.NONE not in real
 
 
@@ -110,20 +180,35 @@ def test_the_ratio_interval_covers_the_true_ratio_at_its_level(n, m):
     assert verdict.interval_rank(n, m) >= 1
 
 
-@pytest.mark.parametrize("values, invert, expected", [
-    ([10, 10.2, 9.9, 10, 10.1, 17, 17.2, 16.9], False, [(5, False)]),
-    ([4.1, 4.2, 4.0, 4.15, 4.1, 4.2, 2.4, 2.5, 2.4, 2.45], True, [(6, False)]),
-    ([4.1, 4.2, 4.0, 4.15, 4.1, 4.2, 2.4, 2.5, 2.4, 2.45], False, []),  # a speedup is not a slowdown
-    ([10, 10.1, 9.9, 30, 10, 9.9, 10.1, 10, 10.2], False, [(3, True)]),  # one rung out of line: lone
-    ([10, 10, 10, 40], False, [(3, False)]),  # the newest release: a step, nothing after it
-    ([10, None, 10.1, 9.9, 17, None, 17.1], False, [(4, False)]),  # missing rungs are skipped
-    ([10, 10.1, 9.9, 10, 10.05], False, []),
-    # a short ladder with a spike (fastest stored samples of the probe ladder on a busy machine):
-    # asv's fit sees one level here; neighbouring rungs 1.1x apart are candidates too
-    ([29.1, 27.8, 67.6, 27.6, 32.7, 51.4, 55.4], False, [(2, True), (5, False), (4, False)]),
-    # the OpenCV ladder as stored beside a busy neighbour: 4.10.0.84's 88 ms was the noise
-    ([74.2, 74.7, 75.8, 76.8, 75.6, 76.6, 44.2, 88.4, 43.3, 46.3, 43.0, 41.5, 42.6, 44.6], True, [(8, False), (6, True)]),
-])
+@pytest.mark.parametrize(
+    "values, invert, expected",
+    [
+        ([10, 10.2, 9.9, 10, 10.1, 17, 17.2, 16.9], False, [(5, False)]),
+        ([4.1, 4.2, 4.0, 4.15, 4.1, 4.2, 2.4, 2.5, 2.4, 2.45], True, [(6, False)]),
+        (
+            [4.1, 4.2, 4.0, 4.15, 4.1, 4.2, 2.4, 2.5, 2.4, 2.45],
+            False,
+            [],
+        ),  # a speedup is not a slowdown
+        (
+            [10, 10.1, 9.9, 30, 10, 9.9, 10.1, 10, 10.2],
+            False,
+            [(3, True)],
+        ),  # one rung out of line: lone
+        ([10, 10, 10, 40], False, [(3, False)]),  # the newest release: a step, nothing after it
+        ([10, None, 10.1, 9.9, 17, None, 17.1], False, [(4, False)]),  # missing rungs are skipped
+        ([10, 10.1, 9.9, 10, 10.05], False, []),
+        # a short ladder with a spike (fastest stored samples of the probe ladder on a busy
+        # machine): asv's fit sees one level here; neighbouring rungs 1.1x apart are candidates too
+        ([29.1, 27.8, 67.6, 27.6, 32.7, 51.4, 55.4], False, [(2, True), (5, False), (4, False)]),
+        # the OpenCV ladder as stored beside a busy neighbour: 4.10.0.84's 88 ms was the noise
+        (
+            [74.2, 74.7, 75.8, 76.8, 75.6, 76.6, 44.2, 88.4, 43.3, 46.3, 43.0, 41.5, 42.6, 44.6],
+            True,
+            [(8, False), (6, True)],
+        ),
+    ],
+)
 def test_ladder_steps_finds_level_changes_with_asv_step_detection(values, invert, expected):
     found = verdict.ladder_steps(values, invert)
     assert [(c.at, c.lone) for c in found] == expected
