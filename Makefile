@@ -11,7 +11,7 @@ ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench quick test check data machine publish preview report clean venv ladder find
+.PHONY: help bench quick test check data machine publish preview report clean venv ladder find
 
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
@@ -92,6 +92,20 @@ preview: $(STAMP)
 # library stacks side by side, per machine: .asv/report/report.md and its PNG plots
 report: $(STAMP)
 	$(BIN)/python -m imgload report --results .asv/results --out .asv/report
+
+# the targets and the variables they read, in a few lines (README: Other make targets)
+help:
+	@echo "make bench      every stack of asv.conf.json on the default data, then the site (ASV_ARGS='-b SmallImages')"
+	@echo "make test       make check, then the test suite (PYTEST_ARGS='-k verdict')"
+	@echo "make quick      the whole grid once in .venv's own stack, a few files per call, nothing saved"
+	@echo "make data       prepare IMGLOAD_DATASET / IMGLOAD_LARGE_DATASET (default: the offline sets)"
+	@echo "make report     stacks side by side: .asv/report/report.md and plots"
+	@echo "make publish    the self-contained asv site in .asv/html; make preview serves it"
+	@echo "make ladder NAME=pillow [ASV_ARGS=...]      every release of one library (ladders/)"
+	@echo "make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=12]   which release changed it"
+	@echo "make check      ruff lint and format checks; make clean drops results and environments"
+	@echo "variables: PYTHON (a CPython $(STACK_PYTHON)), IMGLOAD_DATASET, IMGLOAD_LARGE_DATASET, IMGLOAD_DATA_DIR,"
+	@echo "           IMGLOAD_PROFILE (default, full, smoke), IMGLOAD_MIRROR (README: Environment variables)"
 
 # results and environments go; prepared data stays (rm -rf .data to drop it)
 clean:

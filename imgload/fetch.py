@@ -22,7 +22,6 @@ setup_cache's output and stops it after a stretch without any.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import stat
@@ -32,7 +31,7 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from . import files
+from . import files, progress
 from .datasets import DatasetError
 
 RETRIES = 3  # further attempts after a failed download (pooch waits 1 s, 2 s, 3 s)
@@ -145,7 +144,7 @@ def _progress(name: str, log):
     """A tqdm bar on a terminal (`make data`); plain lines through `log` anywhere else: asv
     captures setup_cache's output (a pipe, where a bar would be one endless line of carriage
     returns), and the benchmark environments have no tqdm."""
-    if sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
+    if progress.on_terminal():
         return _Progress()
     return _Lines(name, log)
 

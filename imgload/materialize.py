@@ -13,10 +13,12 @@ import io
 import os
 import pickle
 import shutil
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
 
+from . import progress
 from .workers import fork_pool
 
 IMAGE_FORMATS = ("png", "jpeg")
@@ -124,16 +126,14 @@ def write_files(images, root: Path, formats=FORMATS, workers: int | None = None)
     step = max(1, min(2000, -(-count // (workers * 4))))
     starts = range(0, count, step)
     stops = [min(s + step, count) for s in starts]
+    write = functools.partial(_write_range, str(root), tuple(formats), width=width)
     _IMAGES = images
     try:
-        with fork_pool(workers) as pool:
-            parts = list(
-                pool.map(
-                    functools.partial(_write_range, str(root), tuple(formats), width=width),
-                    starts,
-                    stops,
-                )
-            )
+        with fork_pool(workers) as pool, progress.bar(count, "writing") as shown:
+            futures = {pool.submit(write, a, b): b - a for a, b in zip(starts, stops)}
+            for done in as_completed(futures):
+                shown.update(futures[done])
+            parts = [f.result() for f in futures]  # in submission order: stem order
     finally:
         _IMAGES = None
     result = {}

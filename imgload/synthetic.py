@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from . import progress
 from .workers import fork_pool
 
 CHUNK_PIXELS = 1 << 20  # pixels per independently seeded chunk: bounds memory for any size
@@ -104,8 +105,10 @@ def images(
     else:
         pool = fork_pool(workers)
         parts = pool.map(chunk, *zip(*args))
-    for start, part in zip(starts, parts):
-        out[start : start + len(part)] = part
+    with progress.bar(count, "generating") as shown:
+        for start, part in zip(starts, parts):
+            out[start : start + len(part)] = part
+            shown.update(len(part))
     if workers > 1 and len(args) > 1:
         pool.shutdown()
     return out
