@@ -81,10 +81,11 @@ check: $(STAMP)
 test: check $(STAMP) $(SITE_JS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# the site, self-contained: no CDN requests, so it also works offline
+# the site, self-contained: no CDN requests, so it also works offline; with the library stacks side by side
+# (the report's tables and plots) at .asv/html/compare/index.html, linked from asv's navbar and front page
 publish: $(STAMP) $(SITE_JS)
 	$(ASV) publish
-	$(BIN)/python -m imgload site --html .asv/html
+	$(BIN)/python -m imgload site --html .asv/html --results .asv/results
 
 preview: $(STAMP)
 	$(ASV) preview
@@ -100,7 +101,7 @@ help:
 	@echo "make quick      the whole grid once in .venv's own stack, a few files per call, nothing saved"
 	@echo "make data       prepare IMGLOAD_DATASET / IMGLOAD_LARGE_DATASET (default: the offline sets)"
 	@echo "make report     stacks side by side: .asv/report/report.md and plots"
-	@echo "make publish    the self-contained asv site in .asv/html; make preview serves it"
+	@echo "make publish    the self-contained asv site in .asv/html, stacks compared at compare/; make preview"
 	@echo "make ladder NAME=pillow [ASV_ARGS=...]      every release of one library (ladders/)"
 	@echo "make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=12]   which release changed it"
 	@echo "make check      ruff lint and format checks; make clean drops results and environments"

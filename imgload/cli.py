@@ -172,6 +172,8 @@ def _report(args) -> int:
 def _site(args) -> int:
     for line in site.vendor(args.html, args.node_modules):
         print(f"imgload: vendored {line}")
+    if args.results:
+        print(f"imgload: stacks compared in {site.compare(args.html, args.results, args.envinfo)}")
     return 0
 
 
@@ -300,12 +302,24 @@ def _report_command(sub) -> None:
 
 
 def _site_command(sub) -> None:
-    p = sub.add_parser("site", help="make the published asv site self-contained (no CDN requests)")
+    p = sub.add_parser(
+        "site",
+        help="make the published asv site self-contained (no CDN requests); with --results, add"
+        " the library stacks compared (compare/index.html) to it",
+    )
     p.add_argument("--html", default=".asv/html", help="the published site (default: .asv/html)")
     p.add_argument(
         "--node-modules",
         default=str(site.NODE_MODULES),
         help="where npm ci installed site/package.json",
+    )
+    p.add_argument(
+        "--results",
+        help="asv results folder: write the report's tables and plots as <html>/compare/index.html"
+        " and link it from asv's navbar and front page (default: no such page)",
+    )
+    p.add_argument(
+        "--envinfo", help="environment build records (default: envinfo/ beside the results folder)"
     )
     p.set_defaults(func=_site)
 

@@ -9,6 +9,9 @@ A missing, failed or skipped result is "n/a", never an error.
 from __future__ import annotations
 
 import datetime
+import html
+import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -620,3 +623,109 @@ def render(
     path = out_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path
+
+
+# ------------------------------------------------------------------ report.md as HTML
+# The published site shows this report as a page of its own (imgload/site.py). Its Markdown is
+# the one rendering of the sections above, so the page converts it rather than building the
+# tables a second time. Only the Markdown this module writes is understood: headings (#, ##,
+# ###), paragraphs, md_table's pipe tables, one image per line, the `>` banner with its `- `
+# list, and inline `code`, **bold** and backslash escapes. Anything else is kept as escaped
+# text, never dropped, so a construct added above shows up as plain text until taught here.
+
+_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)\)")
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|])")
+
+
+def _inline(text: str) -> str:
+    """One line's inline Markdown as HTML: code spans kept verbatim, then bold and escapes."""
+    parts = _CODE.split(text)  # odd indexes: the inside of a code span
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+        else:
+            part = _BOLD.sub(lambda m: f"<strong>{m[1]}</strong>", html.escape(part, quote=False))
+            out.append(_ESCAPED.sub(r"\1", part))
+    return "".join(out)
+
+
+def _anchor(title: str) -> str:
+    """An id for a heading, from its text: what a link to one section of the page uses."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one md_table row (the inverse of its `| a | b |`)."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _html_table(lines: list[str]) -> str:
+    """md_table's output (header row, separator row, body rows) as an HTML table."""
+    head = "".join(f"<th>{_inline(c)}</th>" for c in _cells(lines[0]))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(line)) + "</tr>"
+        for line in lines[2:]
+    )
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>"
+
+
+def _kind(line: str) -> str:
+    """What block a line of report.md belongs to; a heading or an image is a block by itself."""
+    if not line.strip():
+        return "blank"
+    if line.startswith("|"):
+        return "table"
+    if line.startswith(">"):
+        return "quote"
+    if line.startswith("- "):
+        return "list"
+    if re.match(r"#{1,6} ", line) or _IMAGE.fullmatch(line.strip()):
+        return "single"
+    return "text"
+
+
+def _html_block(kind: str, lines: list[str], seen: set[str]) -> str:
+    if kind == "table" and len(lines) >= 2 and set(lines[1]) <= set("|-: "):
+        return _html_table(lines)
+    if kind == "quote":
+        inner = [re.sub(r"^> ?", "", line) for line in lines]
+        return f'<blockquote class="banner">\n{to_html(chr(10).join(inner))}\n</blockquote>'
+    if kind == "list":
+        return "<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in lines) + "</ul>"
+    if kind == "single":
+        return _html_single(lines[0].strip(), seen)
+    return "<p>" + "\n".join(_inline(line) for line in lines) + "</p>"
+
+
+def _html_single(line: str, seen: set[str]) -> str:
+    """A heading (with a unique id) or an image, as a figure captioned by its alt text."""
+    image = _IMAGE.fullmatch(line)
+    if image:
+        alt, src = html.escape(image["alt"]), html.escape(image["src"])
+        return f'<figure><img src="{src}" alt="{alt}"><figcaption>{alt}</figcaption></figure>'
+    hashes, title = line.split(" ", 1)
+    anchor, n = _anchor(title), 2
+    while anchor in seen:  # the same benchmark under two machines: -2, -3, ...
+        anchor, n = f"{_anchor(title)}-{n}", n + 1
+    seen.add(anchor)
+    level = len(hashes)
+    return f'<h{level} id="{anchor}">{_inline(title)}</h{level}>'
+
+
+def to_html(markdown: str) -> str:
+    """report.md (what render() writes) as an HTML fragment: the same sections and tables,
+    for the site's comparison page. Blocks are runs of lines of one kind (see _kind)."""
+    seen: set[str] = set()
+    out = []
+    for kind, group in itertools.groupby(markdown.splitlines(), key=_kind):
+        lines = list(group)
+        if kind == "blank":
+            continue
+        if kind == "single":  # each line a block of its own
+            out += [_html_block(kind, [line], seen) for line in lines]
+        else:
+            out.append(_html_block(kind, lines, seen))
+    return "\n".join(out)

@@ -3,9 +3,11 @@ two machines merged."""
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -533,3 +535,95 @@ def test_two_machines_merge_into_one_site_and_one_report(two_stack_run, tmp_path
     ]  # from envinfo/imgload-b/
     for png in ("imgload-a-threads.png", "imgload-b-threads.png"):
         assert (tmp_path / "report" / png).is_file()
+
+
+# ------------------------------------------------------------------ report.md as HTML (the site)
+
+
+class _Tables(HTMLParser):
+    """Every table of an HTML fragment as rows of cell texts, markup dropped (as a reader sees)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _md_tables(text: str) -> list[list[list[str]]]:
+    """Every md_table in report.md, its separator row left out, cells as a reader sees them."""
+    tables, previous = [], ""
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            if not previous.startswith("|"):
+                tables.append([])
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            tables[-1].append([re.sub(r"\*\*|`|\\(?=\*)", "", c) for c in cells])
+        previous = line
+    return tables
+
+
+def test_report_as_html_keeps_every_section_table_cell_and_plot(tmp_path):
+    text = _run_report(_hand_made(tmp_path), tmp_path / "out", "--partial")
+    page = report.to_html(text)
+    parsed = _Tables()
+    parsed.feed(page)
+    md = _md_tables(text)
+    assert len(md) >= 5 and parsed.tables == md  # every row and cell, in order
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    ids = re.findall(r'<h[1-3] id="([^"]+)">', page)
+    assert len(ids) == len(headings) == len(set(ids))  # each section, and a link to each
+    images = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", text)
+    assert images and all(f'<img src="{src}" alt="{alt}">' in page for alt, src in images)
+    # the partial banner, its list of files left out
+    banner = page[page.index('<blockquote class="banner">') : page.index("</blockquote>")]
+    assert "<strong>Partial report</strong>" in banner
+    assert re.search(
+        r"<ul><li><code>[^<]*/aaaaaaaa-env-three\.json: [^<]*</code></li></ul>", banner
+    )
+    outside_code = re.sub(r"<code>.*?</code>", "", page)
+    assert not any(mark in outside_code for mark in ("|---", "**", "![", "\\*"))
+
+
+def test_report_html_escapes_text_and_keeps_what_it_does_not_know_as_text():
+    md = (
+        "# Stacks <b>\n\n"
+        "A `<code> & **not bold**` span, **bold** & \\* here\nand a second line\n\n"
+        "| a | b |\n|---|---|\n| <i> | **1.50× slower** |\n\n"
+        "> **Partial report**: left out:\n>\n> - `x.json`\n\n"
+        "![plot <1>](m-decoders.png)\n\n"
+        "* a list the report never writes\n"
+        "# Stacks <b>\n"
+    )
+    assert report.to_html(md) == "\n".join(
+        [
+            '<h1 id="stacks-b">Stacks &lt;b&gt;</h1>',
+            "<p>A <code>&lt;code&gt; &amp; **not bold**</code> span, <strong>bold</strong>"
+            " &amp; * here\nand a second line</p>",
+            "<table>\n<thead><tr><th>a</th><th>b</th></tr></thead>\n"
+            "<tbody><tr><td>&lt;i&gt;</td><td><strong>1.50× slower</strong></td></tr></tbody>"
+            "\n</table>",
+            '<blockquote class="banner">\n<p><strong>Partial report</strong>: left out:</p>\n'
+            "<ul><li><code>x.json</code></li></ul>\n</blockquote>",
+            '<figure><img src="m-decoders.png" alt="plot &lt;1&gt;">'
+            "<figcaption>plot &lt;1&gt;</figcaption></figure>",
+            "<p>* a list the report never writes</p>",
+            '<h1 id="stacks-b-2">Stacks &lt;b&gt;</h1>',
+        ]
+    )
