@@ -98,6 +98,12 @@ def _info(args) -> int:
     print(f"{'format':10} {'files':>7} {'mean bytes':>11} {'total MB':>9}")
     for fmt, s in index["formats"].items():
         print(f"{fmt:10} {s['count']:7d} {s['mean_bytes']:11.1f} {s['total_bytes'] / 1e6:9.1f}")
+    packed = index.get("containers")
+    if packed:  # per image: the container's bytes over the images it holds (the default sample)
+        n = len(packed["indices"])
+        print(f"{'container':12} {'bytes/image':>16} {'total MB':>9}   (the {n} sampled images)")
+        for name, c in packed["packed"].items():
+            print(f"{name:12} {c['total_bytes'] / n:16.1f} {c['total_bytes'] / 1e6:9.1f}")
     return 0
 
 
@@ -113,9 +119,11 @@ def _verify(args) -> int:
         print(f"imgload: error: {problem}", file=sys.stderr)
         return 1
     index = datasets.load_index(target)
+    packed = index.get("containers", {}).get("packed", {})
     print(
         f"{m.name}: ok, {sum(s['count'] for s in index['formats'].values())}"
         " files match SHA256SUMS"
+        + (f", {len(packed)} containers match index.json" if packed else "")
     )
     return 0
 

@@ -1,6 +1,7 @@
 """Dataset manifests -> prepared, verified folders that every environment reads.
 
-    <data dir>/<name>/           prepared set: <fmt>/ folders, batches/, index.json,
+    <data dir>/<name>/           prepared set: <fmt>/ folders, batches/, containers/ (the
+                                 sample packed, imgload.containers), index.json,
                                  SHA256SUMS, and COMPLETE (written last)
     <data dir>/sources/<name>/   source batches (generated, or unpacked downloads)
     <data dir>/downloads/<archive>   fetched archives (url sources)
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cifar, files, imagefolder, manifest_check, materialize, synthetic
+from . import cifar, containers, files, imagefolder, manifest_check, materialize, synthetic
 from .errors import UserError
 
 REPO = files.REPO
@@ -81,6 +82,7 @@ class Manifest:
     source: dict
     sample: int  # images each timed call loads in the default profile
     batches: bool = False
+    containers: tuple[str, ...] = ()  # packed copies of the sample's JPEGs (imgload.containers)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -107,6 +109,7 @@ def manifest(name_or_path: str | os.PathLike) -> Manifest:
         source=dict(raw["source"]),
         sample=raw["sample"]["default"],
         batches=raw.get("batches", False),
+        containers=tuple(raw.get("containers", ())),
         raw=raw,
     )
 
@@ -222,6 +225,7 @@ def _recorded_sizes(target: Path, index: dict) -> dict[str, int]:
     for name, info in index["batches"].items():
         for fmt in materialize.BATCH_SUFFIX:
             files[str(materialize.batch_path(target, fmt, name))] = info["bytes"][fmt]
+    files.update((path, size) for path, size, _ in containers.recorded(target, index))
     return files
 
 
@@ -267,7 +271,9 @@ def _check_checksums(target: Path, files: dict[str, int]) -> None:
     """Every format file against SHA256SUMS: one well-formed line per file, digests equal."""
     sums = target / "SHA256SUMS"
     prefix = f"{target}/"
-    wanted = {p[len(prefix) :]: p for p in files if not p.startswith(f"{prefix}batches/")}
+    # batches are checked by size only; containers against the digests index.json records
+    apart = (f"{prefix}batches/", f"{prefix}{containers.FOLDER}/")
+    wanted = {p[len(prefix) :]: p for p in files if not p.startswith(apart)}
     try:
         lines = sums.read_text().splitlines()
     except FileNotFoundError:
@@ -296,6 +302,12 @@ def _check_checksums(target: Path, files: dict[str, int]) -> None:
             raise _Problem(
                 f"{wanted[name]}: content differs from what was prepared (truncated or"
                 f" corrupt){_discard_hint(target)}"
+            )
+    for path, _, digest in containers.recorded(target, load_index(target)):
+        if containers.sha256(path) != digest:
+            raise _Problem(
+                f"{path}: content differs from what was prepared (truncated or corrupt; its"
+                f" sha256 is not the one index.json records){_discard_hint(target)}"
             )
 
 
@@ -638,8 +650,28 @@ def _build(m: Manifest, partial: Path, source: Source, log) -> None:
             **({"originals": ORIGINALS_NOTE} if isinstance(images, imagefolder.Images) else {}),
         },
     }
+    if m.containers:
+        index["containers"] = _write_containers(m, partial, index, log)
     (partial / "index.json").write_text(json.dumps(index, indent=1))
     _sync_filesystem(partial)  # eviction drops only clean pages: everything must be on disk
+
+
+def _write_containers(m: Manifest, partial: Path, index: dict, log) -> dict:
+    """The manifest's containers, from the jpeg/ files just written: the default profile's
+    sample only, in its order (imgload.containers says why)."""
+    indices = sample_indices(index, "default")
+    _say(log, f"packing the {len(indices)} sampled JPEGs as {', '.join(m.containers)}")
+    try:
+        return containers.write(
+            partial,
+            m.containers,
+            indices,
+            file_paths(partial, index, "jpeg", indices),
+            [index["labels"][i] for i in indices],
+            index["stem_width"],
+        )
+    except containers.ContainerError as e:
+        raise DatasetError(f"dataset {m.name}: {e}") from None
 
 
 ORIGINALS_NOTE = (

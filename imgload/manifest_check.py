@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from .containers import CONTAINERS
 from .materialize import FORMATS
 
 KINDS = {
@@ -45,7 +46,17 @@ ARCHIVE_RULE = (
     "a plain file name (letters, digits, '.', '_', '+' or '-', not starting with '.'; no folders)"
 )
 
-TOP_KEYS = ("name", "description", "licence", "layout", "formats", "batches", "source", "sample")
+TOP_KEYS = (
+    "name",
+    "description",
+    "licence",
+    "layout",
+    "formats",
+    "containers",
+    "batches",
+    "source",
+    "sample",
+)
 SOURCE_KEYS = {
     "synthetic": ("kind", "seed", "shape", "train", "test"),
     "url": ("kind", "url", "hash", "size", "archive", "folder", "train", "test"),
@@ -78,6 +89,7 @@ def _check(raw: dict, reserved: tuple[str, ...]) -> None:
         raw, "layout", lambda v: _is_str(v) and v in LAYOUTS, f"one of {', '.join(LAYOUTS)}"
     )
     _formats(raw)
+    _containers(raw)
     source = _get(raw, "source", _is_table, 'a table: [source] with kind = "synthetic" or "url"')
     kind = _get(
         source,
@@ -136,6 +148,33 @@ def _formats(raw: dict) -> None:
         )
     if len(set(formats)) != len(formats):
         raise _Refused(f"formats = {formats!r}: expected each format once")
+
+
+def _containers(raw: dict) -> None:
+    """Optional: distinct known container names; they pack the jpeg/ files, so jpeg is a format."""
+    expected = f"a list of container names from {', '.join(CONTAINERS)}"
+    names = _get(
+        raw,
+        "containers",
+        lambda v: isinstance(v, list) and all(_is_str(c) for c in v),
+        expected,
+        optional=True,
+    )
+    if not names:
+        return
+    unknown = [c for c in names if c not in CONTAINERS]
+    if unknown:
+        raise _Refused(
+            f"containers = {names!r}: expected {expected}"
+            f" (unknown: {', '.join(map(repr, unknown))})"
+        )
+    if len(set(names)) != len(names):
+        raise _Refused(f"containers = {names!r}: expected each container once")
+    if "jpeg" not in raw["formats"]:
+        raise _Refused(
+            f"containers = {names!r}: containers pack the set's JPEG files, so formats must"
+            ' include "jpeg"'
+        )
 
 
 def _synthetic(source: dict, layout: str) -> None:

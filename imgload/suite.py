@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from . import cifar, datasets, decoders, pagecache
+from . import cifar, containers, datasets, decoders, pagecache
 from .execution import Runner
 
 CACHES = ("warm", "cold")
@@ -37,6 +37,9 @@ LOADS = {
     "ThreadPatterns": ("small", "sample"),
     "PickleThreadPatterns": ("small", "sample"),
     "ProcessTransfer": ("large", "sample"),
+    "SmallContainers": ("small", "containers"),
+    "LargeContainers": ("large", "containers"),
+    "ContainerOpen": ("small", "open"),
 }
 
 # bench_codecs times every image decoder from a file and from memory, some seventy
@@ -84,13 +87,35 @@ def _say(msg: str) -> None:
 
 def images_per_call(root: str, what: str) -> int:
     """Images one timed call loads: the profile's sample of files, bench_codecs' share of it,
-    or one whole CIFAR batch."""
+    one whole CIFAR batch, the images a container holds for the profile, or one (an open)."""
     index = datasets.load_index(root)
     if what == "batch":
         return int(index["batches"][cifar.TRAIN_BATCHES[0]]["count"])
     if what == "codecs":
         return len(_codec_indices(index))
+    if what == "containers":
+        return container_count(index)
+    if what == "open":
+        return 1  # one open per call (for wds, with its first image read); time per open
     return len(datasets.sample_indices(index, datasets.profile()))
+
+
+def container_count(index: dict) -> int:
+    """Images a container call reads. Containers hold the default profile's sample (imgload.
+    containers says why): `default` reads all of it, the same images as the per-file call;
+    `smoke` its first SMOKE_FILES in the order asked, to check that all runs; `full`, the whole
+    training set, is not in any container, so n/a rather than a smaller call under its name."""
+    entry = index.get("containers")
+    if entry is None:
+        raise decoders.Unavailable(f"dataset {index['name']} has no containers")
+    which = datasets.profile()
+    if which == "full":
+        raise decoders.Unavailable(
+            "containers hold the default profile's sample, not the whole training set that"
+            " IMGLOAD_PROFILE=full loads"
+        )
+    n = len(entry["indices"])
+    return min(datasets.SMOKE_FILES, n) if which == "smoke" else n
 
 
 def _codec_indices(index: dict):
@@ -162,6 +187,60 @@ class CodecLoad:
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+class ContainerLoad:
+    """One timed call: read a container's images (container_count) in `order` and return them as
+    RGB uint8 arrays, sequentially. Encoded containers decode with containers.DECODER, OpenCV
+    (cv2.imdecode, then cvtColor to RGB), in every stack; the decoded ones (hdf5-decoded, memmap)
+    hand out copies of their stored pixels.
+
+    `sequential` reads in storage order, which is the per-file sample's order. `shuffled` reads a
+    fixed seeded permutation (containers.positions): exact for zip, lmdb, hdf5, hdf5-decoded and
+    memmap; for parquet row groups in random order and rows shuffled within each, each group read
+    once; for wds what WebDataset does, and no more: the shard order shuffled, then a buffer of
+    one shard's samples (containers.WDS_SHARDS shards), which mixes about a shard's worth of
+    images at a time: images leave close to their shard-mates, where the others' permutation
+    sends any image anywhere in the epoch.
+
+    Setup (not timed) opens the container, as a loader's worker does once (time_open times it),
+    and primes the decoder on the image outside the sample. Cold: the container's files are
+    evicted and verified 0% cached before it is opened, and again after, so what the open read
+    (a zip's central directory, a parquet footer) is not cached either; only LMDB keeps its two
+    meta pages, which its open maps (containers.set_cache)."""
+
+    def __init__(self, root: str, container: str, order: str, cache: str):
+        index = datasets.load_index(root)
+        count = container_count(index)  # Unavailable (n/a) before any file work
+        self.container = containers.Container(root, index, container)
+        self.positions = containers.positions(self.container.entry, container, order, count)
+        self.order = order
+        # the priming decode, as FileLoad's: library initialisation before any timing
+        self.container.decode(_read(datasets.priming_file(root, "jpeg")))
+        containers.set_cache(cache, self.container, opened=True)  # opens it, then cold or warm
+
+    def __call__(self):
+        return self.container.read(self.positions, self.order)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class ContainerOpen:
+    """One timed call: open a container as a loader's worker does, once (for wds: read the first
+    shard's first image, which is all opening a tar stream is), from a cold or a warm cache."""
+
+    def __init__(self, root: str, container: str, cache: str):
+        index = datasets.load_index(root)
+        self.container = containers.Container(root, index, container)  # imports, not opens
+        containers.set_cache(cache, self.container, opened=False)
+
+    def __call__(self):
+        self.container.open()
+        return self.container.first()
+
+    def close(self) -> None:
+        self.container.close()
 
 
 class BatchLoad:

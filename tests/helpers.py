@@ -34,6 +34,7 @@ description = "5 x 20 training + 20 test images, CIFAR layout"
 licence = "CC0-1.0"
 layout = "cifar-python"
 formats = ["png", "jpeg", "pickle-p2", "pickle-p5", "npy"]
+containers = ["wds", "zip", "lmdb", "hdf5", "hdf5-decoded", "parquet", "memmap"]
 batches = true
 [source]
 kind = "synthetic"
@@ -51,6 +52,7 @@ description = "6 images of 75x100"
 licence = "CC0-1.0"
 layout = "arrays"
 formats = ["png", "jpeg"]
+containers = ["wds", "zip", "lmdb", "hdf5", "hdf5-decoded", "parquet", "memmap"]
 [source]
 kind = "synthetic"
 seed = 8

@@ -93,7 +93,7 @@ WRONG = {
         'formats = ["png", "jpeg"]',
         'formtas = ["png"]',
         "formtas is not a manifest key here: expected one of name, description, licence, layout,"
-        " formats, batches, source, sample",
+        " formats, containers, batches, source, sample",
     ),
     "formats-string": (
         TINY_LARGE,
