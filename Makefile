@@ -11,7 +11,7 @@ ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bench quick test check data machine publish preview report clean venv ladder find
+.PHONY: help bench quick test check data machine publish preview report clean venv ladder find merge
 
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
@@ -94,6 +94,12 @@ preview: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m imgload report --results .asv/results --out .asv/report
 
+# other machines' .asv folders (or their results/) into ours: results and build records, each file checked
+# first; one that differs is kept and named, FORCE=1 overwrites it (README: More than one machine)
+merge: $(STAMP)
+	@test -n "$(DIRS)" || { echo "usage: make merge DIRS='../runner-a/.asv ../runner-b/.asv' [FORCE=1]" >&2; exit 2; }
+	$(BIN)/python -m imgload results merge $(DIRS) $(if $(FORCE),--force)
+
 # the targets and the variables they read, in a few lines (README: Other make targets)
 help:
 	@echo "make bench      every stack of asv.conf.json on the default data, then the site (ASV_ARGS='-b SmallImages')"
@@ -104,6 +110,7 @@ help:
 	@echo "make publish    the self-contained asv site in .asv/html, stacks compared at compare/; make preview"
 	@echo "make ladder NAME=pillow [ASV_ARGS=...]      every release of one library (ladders/)"
 	@echo "make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=12]   which release changed it"
+	@echo "make merge DIRS='../runner-a/.asv ...' [FORCE=1]   other machines' results into .asv/"
 	@echo "make check      ruff lint and format checks; make clean drops results and environments"
 	@echo "variables: PYTHON (a CPython $(STACK_PYTHON)), IMGLOAD_DATASET, IMGLOAD_LARGE_DATASET, IMGLOAD_DATA_DIR,"
 	@echo "           IMGLOAD_PROFILE (default, full, smoke), IMGLOAD_MIRROR (README: Environment variables)"

@@ -9,13 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import datasets, files, ladder, ladder_find, ladder_refresh, report, site, verdict
+from . import datasets, files, ladder, ladder_find, ladder_refresh, merge, report, site, verdict
 from .errors import EXIT_STATUS, UserError
 
 # Every command's parser and handler is here, and only here, as asv keeps its commands apart
 # from what they run: the modules behind them (datasets, ladder, ladder_find, ladder_refresh,
-# report, site) take plain arguments, so tests and other modules call them without argparse,
-# and ladder, which ladder_find and ladder_refresh import, imports neither of them.
+# merge, report, site) take plain arguments, so tests and other modules call them without
+# argparse, and ladder, which ladder_find and ladder_refresh import, imports neither of them.
 
 
 # -- options several commands share, each defined once (asv's common_args) ----------------------
@@ -185,6 +185,14 @@ def _site(args) -> int:
     return 0
 
 
+def _merge(args) -> int:
+    into = Path(args.into) if args.into else files.REPO / ".asv"
+    for line in merge.merge(args.dirs, into, force=args.force, machine=args.machine):
+        print(f"imgload: {line}")
+    print("imgload: next: make publish report")
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------------------------
 
 
@@ -332,6 +340,38 @@ def _site_command(sub) -> None:
     p.set_defaults(func=_site)
 
 
+def _results_commands(sub) -> None:
+    cmds = sub.add_parser("results", help="asv results folders").add_subparsers(
+        dest="action", required=True
+    )
+    m = cmds.add_parser(
+        "merge",
+        help="bring other machines' results and build records into .asv/ (README: More than one"
+        " machine); a result that differs is kept and named",
+    )
+    m.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="another machine's .asv folder (results/, envinfo/), or its results/ folder",
+    )
+    m.add_argument(
+        "--force", action="store_true", help="overwrite our results and build records that differ"
+    )
+    m.add_argument(
+        "--machine",
+        metavar="NAME",
+        help="the machine whose build records DIR's envinfo/ holds, when DIR has results of"
+        " several",
+    )
+    m.add_argument(
+        "--into",
+        metavar="ASV_DIR",
+        help="the .asv folder merged into (default: .asv in the repository)",
+    )
+    m.set_defaults(func=_merge)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m imgload", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -339,6 +379,7 @@ def parser() -> argparse.ArgumentParser:
     _ladder_commands(sub)
     _report_command(sub)
     _site_command(sub)
+    _results_commands(sub)
     return p
 
 
