@@ -43,7 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cifar, containers, files, imagefolder, manifest_check, materialize, synthetic
+from . import (
+    cifar,
+    containers,
+    files,
+    imagefolder,
+    manifest_check,
+    materialize,
+    progress,
+    synthetic,
+)
 from .errors import UserError
 
 REPO = files.REPO
@@ -267,6 +276,27 @@ CHECKSUM_LINE = re.compile(
 )  # what sha256sum writes and `sha256sum -c` reads
 
 
+def _check_line(sums: Path, target: Path, wanted: dict, seen: set, number: int, line: str):
+    """One SHA256SUMS line: well formed, naming a file of the set once, whose digest is equal."""
+    found = CHECKSUM_LINE.fullmatch(line)
+    name = found and found.group(2)
+    if not found or name not in wanted or name in seen:
+        why = (
+            "is not '<sha256>  <file>'"
+            if not found
+            else "names a file twice"
+            if name in seen
+            else "names no file of the set"
+        )
+        raise _Problem(f"{sums} line {number}: {line[:160]!r} {why}{_discard_hint(target)}")
+    seen.add(name)
+    if hashlib.sha256(Path(wanted[name]).read_bytes()).hexdigest() != found.group(1):
+        raise _Problem(
+            f"{wanted[name]}: content differs from what was prepared (truncated or"
+            f" corrupt){_discard_hint(target)}"
+        )
+
+
 def _check_checksums(target: Path, files: dict[str, int]) -> None:
     """Every format file against SHA256SUMS: one well-formed line per file, digests equal."""
     sums = target / "SHA256SUMS"
@@ -285,24 +315,10 @@ def _check_checksums(target: Path, files: dict[str, int]) -> None:
             f"{sums}: {len(lines)} entries, expected {len(wanted)}{_discard_hint(target)}"
         )
     seen = set()
-    for number, line in enumerate(lines, 1):
-        found = CHECKSUM_LINE.fullmatch(line)
-        name = found and found.group(2)
-        if not found or name not in wanted or name in seen:
-            why = (
-                "is not '<sha256>  <file>'"
-                if not found
-                else "names a file twice"
-                if name in seen
-                else "names no file of the set"
-            )
-            raise _Problem(f"{sums} line {number}: {line[:160]!r} {why}{_discard_hint(target)}")
-        seen.add(name)
-        if hashlib.sha256(Path(wanted[name]).read_bytes()).hexdigest() != found.group(1):
-            raise _Problem(
-                f"{wanted[name]}: content differs from what was prepared (truncated or"
-                f" corrupt){_discard_hint(target)}"
-            )
+    with progress.bar(len(lines), "verifying", unit="file") as shown:
+        for number, line in enumerate(lines, 1):
+            _check_line(sums, target, wanted, seen, number, line)
+            shown.update()
     for path, _, digest in containers.recorded(target, load_index(target)):
         if containers.sha256(path) != digest:
             raise _Problem(
