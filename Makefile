@@ -113,7 +113,7 @@ help:
 	@echo "make merge DIRS='../runner-a/.asv ...' [FORCE=1]   other machines' results into .asv/"
 	@echo "make check      ruff lint and format checks; make clean drops results and environments"
 	@echo "variables: PYTHON (a CPython $(STACK_PYTHON)), IMGLOAD_DATASET, IMGLOAD_LARGE_DATASET, IMGLOAD_DATA_DIR,"
-	@echo "           IMGLOAD_PROFILE (default, full, smoke), IMGLOAD_MIRROR (README: Environment variables)"
+	@echo "           IMGLOAD_PROFILE (default, full, smoke), IMGLOAD_GRID=wide, IMGLOAD_MIRROR"
 
 # results and environments go; prepared data stays (rm -rf .data to drop it)
 clean:

@@ -9,7 +9,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import datasets, files, ladder, ladder_find, ladder_refresh, merge, report, site, verdict
+from . import (
+    datasets,
+    execution,
+    files,
+    ladder,
+    ladder_find,
+    ladder_refresh,
+    merge,
+    report,
+    site,
+    verdict,
+)
 from .errors import EXIT_STATUS, UserError
 
 # Every command's parser and handler is here, and only here, as asv keeps its commands apart
@@ -43,8 +54,10 @@ def _ladder_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args) -> int:
-    # a wrong IMGLOAD_PROFILE stops `make data` / `make bench` here, not in every benchmark
+    # a wrong IMGLOAD_PROFILE or IMGLOAD_GRID stops `make data` / `make bench` here, not in
+    # every benchmark
     datasets.profile()
+    execution.grid()
     log = (lambda msg: print(f"imgload: {msg}", file=sys.stderr)) if not args.quiet else None
     path = datasets.prepare(args.name, args.data_dir, log=log, url=args.url)
     _check_evictable(path)

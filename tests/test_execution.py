@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import threading
@@ -6,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from imgload import datasets, decoders, execution, process_pools
+from imgload import cli, datasets, decoders, execution, process_pools
 
 from .helpers import REPO, alive, reaped
 
@@ -200,3 +201,32 @@ def test_execution_names():
     ):
         with pytest.raises(ValueError, match="unknown execution"):
             execution.parse(bad)
+
+
+# -- the grid's executions: IMGLOAD_GRID -----------------------------------------------------
+
+
+def _executions_under(grid: str | None) -> list[str]:
+    """EXECUTIONS as a fresh interpreter (asv's discovery) reads it under IMGLOAD_GRID."""
+    env = {k: v for k, v in os.environ.items() if k != "IMGLOAD_GRID"}
+    if grid is not None:
+        env["IMGLOAD_GRID"] = grid
+    code = "from imgload import execution; print(','.join(execution.EXECUTIONS))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split(",")
+
+
+def test_threads_4_is_in_the_wide_grid_only():
+    assert _executions_under(None) == ["sequential", "threads-2", "processes-2"]
+    assert _executions_under("default") == _executions_under(None)
+    assert _executions_under("wide") == ["sequential", "threads-2", "threads-4", "processes-2"]
+
+
+def test_a_wrong_grid_stops_make_data_with_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("IMGLOAD_GRID", "huge")
+    code = cli.main(["data", "prepare", "synthetic-large", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "imgload: error: IMGLOAD_GRID='huge': expected one of default, wide\n"
+    assert list(tmp_path.iterdir()) == [], "stopped before anything was prepared"
