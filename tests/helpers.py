@@ -322,3 +322,65 @@ def alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def asv_quick_in_venv(tmp: Path, manifests: dict, machine: str, bench: str, **env) -> dict:
+    """One real `asv run --quick` of the benchmarks matching `bench`, in the Python running the
+    tests (`-E existing`: no environment to build), on the tiny datasets, results under `tmp`.
+    Returns the run's results by benchmark name (asv's result columns as a dict); a failed
+    run fails the test with asv's output. `env` adds or overrides variables (IMGLOAD_PROFILE
+    is unset unless given)."""
+    import sys
+
+    conf = json.loads((REPO / "asv.conf.json").read_text())
+    conf.update(
+        repo=str(REPO),
+        benchmark_dir=str(REPO / "benchmarks"),
+        results_dir=str(tmp / "results"),
+        html_dir=str(tmp / "html"),
+        env_dir=str(tmp / "env"),
+    )
+    (tmp / "asv.conf.json").write_text(json.dumps(conf))
+    variables = dict(
+        os.environ,
+        IMGLOAD_DATASET=str(manifests["small"]),
+        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
+        IMGLOAD_DATA_DIR=str(tmp / "data"),
+    )
+    variables.pop("IMGLOAD_PROFILE", None)
+    variables.update(env)
+    asv = [sys.executable, "-m", "asv"]
+    config = ["--config", str(tmp / "asv.conf.json")]
+    subprocess.run(
+        [*asv, "machine", "--yes", "--machine", machine, *config],
+        env=variables,
+        check=True,
+        capture_output=True,
+    )
+    head = git(REPO, "rev-parse", "HEAD")
+    # --set-commit-hash: asv saves no results of an existing environment without one
+    out = subprocess.run(
+        [
+            *asv,
+            "run",
+            "--quick",
+            "--show-stderr",
+            "--machine",
+            machine,
+            *config,
+            "-E",
+            f"existing:{sys.executable}",
+            "--set-commit-hash",
+            head,
+            "-b",
+            bench,
+        ],
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    [results] = [p for p in (tmp / "results" / machine).glob("*.json") if p.name != "machine.json"]
+    data = json.loads(results.read_text())
+    return {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}

@@ -21,7 +21,7 @@ import pytest
 
 from imgload import cli, containers, datasets, decoders, pagecache, suite
 
-from .helpers import REPO, TINY_LARGE
+from .helpers import REPO, TINY_LARGE, asv_quick_in_venv
 
 SIZES = ["tiny", "tiny_large"]  # the conftest fixtures: 32x32 and 75x100 images
 RANDOM_ACCESS = ("zip", "lmdb", "hdf5", "hdf5-decoded", "memmap")  # exact permutation
@@ -526,62 +526,9 @@ def test_a_prepare_killed_mid_container_exposes_nothing_and_is_rebuilt(manifests
 def test_asv_runs_every_container_benchmark(tmp_path, manifests):
     """One real `asv run --quick` of bench_containers (and bench_sample's counts) in .venv's own
     environment (no environment to build), default profile, on the tiny datasets."""
-    conf = json.loads((REPO / "asv.conf.json").read_text())
-    conf.update(
-        repo=str(REPO),
-        benchmark_dir=str(REPO / "benchmarks"),
-        results_dir=str(tmp_path / "results"),
-        html_dir=str(tmp_path / "html"),
-        env_dir=str(tmp_path / "env"),
+    rows = asv_quick_in_venv(
+        tmp_path, manifests, "imgload-containers", r"^bench_containers\.|^bench_sample\."
     )
-    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
-    env = dict(
-        os.environ,
-        IMGLOAD_DATASET=str(manifests["small"]),
-        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-        IMGLOAD_DATA_DIR=str(tmp_path / "data"),
-    )
-    env.pop("IMGLOAD_PROFILE", None)
-    asv = [sys.executable, "-m", "asv"]
-    config = ["--config", str(tmp_path / "asv.conf.json")]
-    subprocess.run(
-        [*asv, "machine", "--yes", "--machine", "imgload-containers", *config],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    out = subprocess.run(
-        [
-            *asv,
-            "run",
-            "--quick",
-            "--show-stderr",
-            "--machine",
-            "imgload-containers",
-            *config,
-            "-E",
-            f"existing:{sys.executable}",
-            "--set-commit-hash",
-            head,
-            "-b",
-            r"^bench_containers\.|^bench_sample\.",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    [results] = [
-        p
-        for p in (tmp_path / "results" / "imgload-containers").glob("*.json")
-        if p.name != "machine.json"
-    ]
-    data = json.loads(results.read_text())
-    rows = {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}
     sizes = {
         "bench_containers.SmallContainers.time_read": 7 * 2 * 2,
         "bench_containers.LargeContainers.time_read": 7 * 1 * 2,

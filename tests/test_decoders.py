@@ -1,9 +1,6 @@
 import io
 import itertools
-import json
 import math
-import os
-import subprocess
 import sys
 import types
 
@@ -13,7 +10,7 @@ from PIL import Image
 
 from imgload import datasets, decoders
 
-from .helpers import REPO, codecs_na_by_design
+from .helpers import asv_quick_in_venv, codecs_na_by_design
 
 # JPEG decoders may differ from Pillow's libjpeg-turbo: kornia-rs decodes with zune-jpeg and
 # ajpegli with jpegli, whose IDCTs and chroma upsampling round differently. Measured against
@@ -247,63 +244,9 @@ def test_kornia_png_from_memory_reads_the_size_from_the_header():
 def test_asv_runs_every_codecs_benchmark_or_shows_na_by_design(tmp_path, manifests):
     """A real `asv run --quick` of bench_codecs in .venv's own environment (no environment
     to build), smoke profile, on the tiny datasets: every combination measured or n/a by design."""
-    conf = json.loads((REPO / "asv.conf.json").read_text())
-    conf.update(
-        repo=str(REPO),
-        benchmark_dir=str(REPO / "benchmarks"),
-        results_dir=str(tmp_path / "results"),
-        html_dir=str(tmp_path / "html"),
-        env_dir=str(tmp_path / "env"),
+    rows = asv_quick_in_venv(
+        tmp_path, manifests, "imgload-codecs", r"^bench_codecs\.", IMGLOAD_PROFILE="smoke"
     )
-    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
-    env = dict(
-        os.environ,
-        IMGLOAD_PROFILE="smoke",
-        IMGLOAD_DATASET=str(manifests["small"]),
-        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-        IMGLOAD_DATA_DIR=str(tmp_path / "data"),
-    )
-    asv = [sys.executable, "-m", "asv"]
-    config = ["--config", str(tmp_path / "asv.conf.json")]
-    subprocess.run(
-        [*asv, "machine", "--yes", "--machine", "imgload-codecs", *config],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    # --set-commit-hash: asv saves no results of an existing environment without one
-    out = subprocess.run(
-        [
-            *asv,
-            "run",
-            "--quick",
-            "--show-stderr",
-            "--machine",
-            "imgload-codecs",
-            *config,
-            "-E",
-            f"existing:{sys.executable}",
-            "--set-commit-hash",
-            head,
-            "-b",
-            r"^bench_codecs\.",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    [results] = [
-        p
-        for p in (tmp_path / "results" / "imgload-codecs").glob("*.json")
-        if p.name != "machine.json"
-    ]
-    data = json.loads(results.read_text())
-    rows = {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}
     assert set(rows) == {
         "bench_codecs.SmallCodecs.time_decode",
         "bench_codecs.LargeCodecs.time_decode",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgload import report
+from imgload.execution import EXECUTIONS
 from imgload.results import ResultsError
 
 from .helpers import asv_config
@@ -92,7 +93,7 @@ def test_report_of_a_real_two_stack_run(two_stack_run, tmp_path):
         "cache",
         *stacks,
     ]  # one column per environment
-    assert len(rows) == 5 * 2 * 4 * 2
+    assert len(rows) == 5 * 2 * len(EXECUTIONS) * 2
     images = {
         s: raw[s]["bench_sample.Sample.track_images_per_call"][("SmallImages",)] for s in stacks
     }
