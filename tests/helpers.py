@@ -384,3 +384,19 @@ def asv_quick_in_venv(tmp: Path, manifests: dict, machine: str, bench: str, **en
     [results] = [p for p in (tmp / "results" / machine).glob("*.json") if p.name != "machine.json"]
     data = json.loads(results.read_text())
     return {name: dict(zip(data["result_columns"], row)) for name, row in data["results"].items()}
+
+
+def md_tables(text: str) -> list[list[list[str]]]:
+    """Every table of a report.md (separator rows left out), cells as a reader sees them: what
+    the report's tests and the site's comparison-page test both compare against."""
+    import re
+
+    tables, previous = [], ""
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            if not previous.startswith("|"):
+                tables.append([])
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            tables[-1].append([re.sub(r"\*\*|`|\\(?=\*)", "", c) for c in cells])
+        previous = line
+    return tables

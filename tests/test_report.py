@@ -16,7 +16,7 @@ from imgload import report
 from imgload.execution import EXECUTIONS
 from imgload.results import ResultsError
 
-from .helpers import asv_config
+from .helpers import asv_config, md_tables
 
 SMALL = "bench_decode.SmallImages.time_decode"
 
@@ -567,25 +567,12 @@ class _Tables(HTMLParser):
             self._cell.append(data)
 
 
-def _md_tables(text: str) -> list[list[list[str]]]:
-    """Every md_table in report.md, its separator row left out, cells as a reader sees them."""
-    tables, previous = [], ""
-    for line in text.splitlines():
-        if line.startswith("|") and not line.startswith("|---"):
-            if not previous.startswith("|"):
-                tables.append([])
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            tables[-1].append([re.sub(r"\*\*|`|\\(?=\*)", "", c) for c in cells])
-        previous = line
-    return tables
-
-
 def test_report_as_html_keeps_every_section_table_cell_and_plot(tmp_path):
     text = _run_report(_hand_made(tmp_path), tmp_path / "out", "--partial")
     page = report.to_html(text)
     parsed = _Tables()
     parsed.feed(page)
-    md = _md_tables(text)
+    md = md_tables(text)
     assert len(md) >= 5 and parsed.tables == md  # every row and cell, in order
     headings = [line for line in text.splitlines() if line.startswith("#")]
     ids = re.findall(r'<h[1-3] id="([^"]+)">', page)

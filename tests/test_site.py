@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from .helpers import REPO, serve_folder
+from .helpers import REPO, md_tables, serve_folder
 
 pytestmark = pytest.mark.asv
 FLAGS = [
@@ -287,26 +287,13 @@ def _probe(chromium, tmp_path, site, page: str, probe: str, ready: str = "doc =>
     return json.loads(html.unescape(found[1])), _requests(netlog, site.origin)
 
 
-def _md_tables(text: str) -> list[list[list[str]]]:
-    """Every table of report.md (separator rows left out), cells as a reader sees them."""
-    tables, previous = [], ""
-    for line in text.splitlines():
-        if line.startswith("|") and not line.startswith("|---"):
-            if not previous.startswith("|"):
-                tables.append([])
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            tables[-1].append([re.sub(r"\*\*|`|\\(?=\*)", "", c) for c in cells])
-        previous = line
-    return tables
-
-
 def test_comparison_page_shows_the_reports_tables_and_plots_from_127_0_0_1_only(
     chromium, site, two_stack_run, tmp_path
 ):
     got, requests = _probe(chromium, tmp_path, site, "compare/index.html", COMPARE_PROBE)
     # every table of the report, every row and cell, each drawn
     report_md = (site.html / "compare" / "report.md").read_text()
-    assert [t["rows"] for t in got["tables"]] == _md_tables(report_md)
+    assert [t["rows"] for t in got["tables"]] == md_tables(report_md)
     assert len(got["tables"]) >= 5 and all(t["height"] > 0 for t in got["tables"])
     # the table the page is opened for: the run measured cv2 and simplejpeg on jpeg, and the
     # oldest stack has no simplejpeg
