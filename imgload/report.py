@@ -253,7 +253,8 @@ def group_section(t: Table) -> list[str]:
             "",
         ]
         return out
-    per = "image" if all(ld.images for ld in t.loads) else "call"
+    opens = suite.LOADS.get(t.bench.group, ("", ""))[1] == "open"  # ContainerOpen: 1 per call
+    per = "open" if opens else "image" if all(ld.images for ld in t.loads) else "call"
 
     def cell(i, c):
         return timing(t, i, c, per_image=per == "image")
@@ -266,9 +267,10 @@ def group_section(t: Table) -> list[str]:
             f"{ld.images or '?'} images in {c.stack}" for ld, c in zip(t.loads, t.columns)
         )
     )
+    loaded = "opens the container once" if opens else f"loads {loaded}"
     out += [
         f"Seconds per {per} (median of asv's samples ± spread, marks as in the table at a glance;"
-        f" one call loads {loaded})",
+        f" one call {loaded})",
         "",
         md_table(_header(t, names), _rows(t, combos, cell)),
         "",
@@ -557,6 +559,9 @@ def machine_section(
     for name, path in plots.items():
         out += [f"![{name}]({path})", ""]
     out += overhead_section(tables, benchmarks, machine)
+    from .report_containers import containers_section, sizes_table  # it imports this module
+
+    out += containers_section(all_tables, sizes_table(machine, benchmarks))
     for t in all_tables.values():
         out += group_section(t)
         out += elsewhere_note(t, machine)

@@ -285,6 +285,27 @@ def test_shipped_ladders_span_three_years_of_releases_with_exact_base_pins(name)
             )
 
 
+@pytest.mark.parametrize("name, built_for_numpy_1", [("h5py", "3.11.0"), ("pyarrow", "16.0.0")])
+def test_shipped_container_ladders_keep_one_decoder_and_a_numpy_each_release_imports_with(
+    name, built_for_numpy_1
+):
+    """The containers' libraries: three years of releases, OpenCV (the containers' decoder) at one
+    release in every rung, so that a step is the library's or NumPy's, never the decoder's; NumPy
+    1.x below the first release built for NumPy 2 (the older wheels fail to import under it), and
+    NumPy 2 from pyarrow 26 on, which refuses NumPy 1.x at import (its metadata does not say so:
+    pip check would pass, and every parquet benchmark would be n/a)."""
+    lad = ladder.load(name)
+    assert lad.library == name and lad.find_links is None
+    assert (lad.rungs[-1].released - lad.rungs[0].released).days >= 3 * 365
+    assert {r.pins["opencv-python-headless"] for r in lad.rungs} == {"4.11.0.86"}
+    for rung in lad.rungs:
+        release, numpy = Version(rung.version), Version(rung.pins["numpy"])
+        if release < Version(built_for_numpy_1):
+            assert numpy < Version("2"), f"{name} {rung.version}: built against NumPy 1.x"
+        if name == "pyarrow" and release >= Version("26"):
+            assert numpy >= Version("2"), f"pyarrow {rung.version} refuses NumPy 1.x"
+
+
 # -- refresh, against an index served on 127.0.0.1 ---------------------------------------------
 
 TAG = "cp311-cp311-manylinux_2_17_x86_64"
