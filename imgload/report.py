@@ -114,7 +114,8 @@ SPREAD_NOTE = (
     "**2.00× faster**: than the stack to its left, marked only where the difference is beyond the "
     "noise: asv's rank test (p < 0.002) on the raw samples, the Hodges-Lehmann ratio of the "
     "samples with its 99% interval, and the ratio of the fastest samples agree on at least 1.1× "
-    "(`imgload/verdict.py`). An unmarked difference may be noise."
+    "and every pairing of the two stacks' processes shows it beyond the run's process-to-process "
+    "noise (`imgload/verdict.py`). An unmarked difference may be noise."
 )
 
 
@@ -141,6 +142,9 @@ class Table:
     loads: list[Loads]
     commits: list[str | None]
     spreads: list[dict[tuple, Spread]]  # per column
+    # how far two processes of one stack differ in this machine's run (verdict.process_floor):
+    # a marked difference must pass it in every pairing of processes; set by machine_tables
+    floor: float = 1.0
 
     @property
     def names(self) -> list[str]:
@@ -172,11 +176,39 @@ class Table:
         a, b = (self.spreads[k].get(combo) for k in (i - 1, i))
         if a is None or b is None or not a.samples or not b.samples:
             return None
-        return verdict.compare(a.samples, b.samples)
+        return verdict.compare(
+            a.samples, b.samples, process_size=self.process_size, floor=self.floor
+        )
+
+    @property
+    def process_size(self) -> int | None:
+        """Samples per process: asv's repeat, where it ran more than one round of a fixed count."""
+        return process_size(self.bench)
 
     def replace(self, combo: tuple, name: str, value) -> tuple:
         k = self.index(name)
         return combo[:k] + (value,) + combo[k + 1 :]
+
+
+def process_size(bench: Benchmark) -> int | None:
+    """Samples each process of `bench` took: its repeat, where it is a fixed count and asv ran
+    more than one round (one process each); None otherwise."""
+    repeat, rounds = bench.info.get("repeat"), bench.info.get("rounds")
+    ok = isinstance(repeat, int) and isinstance(rounds, int) and repeat > 0 and rounds > 1
+    return repeat if ok else None
+
+
+def process_spreads(tables) -> list[float]:
+    """How far the processes of one stack differ (slowest median / fastest), for every
+    result of `tables` whose samples came in processes."""
+    out = []
+    for t in tables:
+        for column in t.spreads:
+            for sp in column.values():
+                groups = sp.samples and verdict.per_process(sp.samples, t.process_size)
+                if groups:
+                    out.append(verdict.process_spread(groups))
+    return out
 
 
 def table(machine: Machine, bench: Benchmark, benchmarks: dict[str, Benchmark]) -> Table:
@@ -231,6 +263,13 @@ def _rows(
     ]
 
 
+def _floor_clause(t: Table) -> str:
+    """The bar this table's marks passed in every pairing of processes, where they had one."""
+    if not t.process_size:
+        return ""
+    return f" here each beyond {max(verdict.FACTOR, t.floor):.2f}× in every pairing of processes;"
+
+
 def group_section(t: Table) -> list[str]:
     names, combos = t.names, t.bench.combos
     title = t.bench.key
@@ -270,7 +309,7 @@ def group_section(t: Table) -> list[str]:
     loaded = "opens the container once" if opens else f"loads {loaded}"
     out += [
         f"Seconds per {per} (median of asv's samples ± spread, marks as in the table at a glance;"
-        f" one call {loaded})",
+        f"{_floor_clause(t)} one call {loaded})",
         "",
         md_table(_header(t, names), _rows(t, combos, cell)),
         "",
@@ -522,12 +561,49 @@ def elsewhere_note(t: Table, machine: Machine) -> list[str]:
 
 def machine_tables(machine: Machine, benchmarks: dict[str, Benchmark]) -> dict[str, Table]:
     """benchmark key -> its table on this machine, report order, for every benchmark but the
-    sample record and the overhead check (which have sections of their own)."""
-    return {
+    sample record and the overhead check (which have sections of their own). Every table gets
+    its floor: the process-to-process noise of its own results, or of the machine's where it
+    has too few to tell (verdict.process_floor)."""
+    tables = {
         b.key: table(machine, b, benchmarks)
         for b in ordered(benchmarks)
         if b.group not in (SAMPLE_GROUP, OVERHEAD_GROUP)
     }
+    machine_floor = verdict.process_floor(process_spreads(tables.values()))
+    for t in tables.values():
+        own = process_spreads([t])
+        t.floor = verdict.process_floor(
+            own, least=verdict.FLOOR_MIN_RESULTS, fallback=machine_floor
+        )
+    return tables
+
+
+def floor_note(tables: dict[str, Table]) -> list[str]:
+    """The run's process-to-process noise, the bar every mark had to pass, in one paragraph."""
+    spreads = process_spreads(tables.values())
+    if not spreads:
+        return []
+    own = [t for t in tables.values() if len(process_spreads([t])) >= verdict.FLOOR_MIN_RESULTS]
+    low = min(own, key=lambda t: t.floor, default=None)
+    high = max(own, key=lambda t: t.floor, default=None)
+    per_benchmark = (
+        f" from {low.floor:.2f}× ({low.bench.group}) to {high.floor:.2f}× ({high.bench.group}),"
+        f" each table's in its caption;"
+        if low and high
+        else ""
+    )
+    return [
+        f"Process-to-process noise: asv takes each result's samples in rounds, one process each,"
+        f" and on a shared machine a whole process can run slow. Two processes of the same stack"
+        f" and combination differed by a median {verdict.quantile(spreads, 0.5):.2f}× in this"
+        f" run. A difference between stacks is marked only where every pairing of their"
+        f" processes shows it, by at least the {verdict.FLOOR_QUANTILE:.0%} quantile of how far"
+        f" two processes of one stack differ:{per_benchmark} {verdict.process_floor(spreads):.2f}×"
+        f" over all {len(spreads)} results, for benchmarks with fewer than"
+        f" {verdict.FLOOR_MIN_RESULTS}. Smaller differences in these results cannot be told"
+        f" from a process that met a busier machine.",
+        "",
+    ]
 
 
 def timing_tables(tables: dict[str, Table]) -> dict[str, Table]:
@@ -555,6 +631,7 @@ def machine_section(
     ]
     out += environments_section(machine)
     tables = timing_tables(all_tables)
+    out += floor_note(all_tables)
     out += summary_section(tables)
     for name, path in plots.items():
         out += [f"![{name}]({path})", ""]

@@ -32,8 +32,20 @@ is decided here, the same way:
   the machine has a clean floor (a share of the samples undisturbed, the rest slower by up
   to 2.5x: heavy noise with an idle moment now and then), this interval narrows faster than
   the Hodges-Lehmann one, which pays for the slow samples' spread.
+- **Processes**: asv takes a benchmark's samples in rounds, one process each, and on this
+  VM a whole process can run at one speed level: the same decode took 42.7 ms in one process
+  and 57.5 ms in the next, each process's four samples within 1% of each other, on a quiet
+  machine (one vCPU slows for seconds at a time). Samples of one process are then not
+  independent, and 8 + 8 samples from 2 + 2 processes can pass the rank test on one slow
+  process alone. So where the samples come in processes (`per_process`), a step also needs
+  every pairing of a process of one side with a process of the other to differ the same
+  way, by at least the threshold and by at least `floor`: how far two processes of the same
+  side differ in this run (the report takes its 95th percentile over every result of the
+  benchmark, or of the machine's results where one benchmark has too few, `process_floor`),
+  so that a difference no larger than the run's own process-to-process noise is never marked.
 - **Decision**: a step needs the rank test, an interval on one side of 1, a ratio beyond
-  the threshold and fastest samples beyond it the same way; "no step" needs the
+  the threshold and fastest samples beyond it the same way (and, with processes, every
+  pairing of processes beyond the threshold and the floor); "no step" needs the
   Hodges-Lehmann interval wholly inside the threshold or, where the samples agree (that
   interval contains 1, the ratio is within the threshold), the fastest samples' interval
   inside it: each is a 99% statement under its own condition (interleaved sides meet the same
@@ -134,6 +146,48 @@ def fastest_ratio(a, b) -> tuple[float, float, float]:
     return min(b) / min(a), min(b) / fa, fb / min(a)
 
 
+FLOOR_QUANTILE = 0.95  # of the run's process-to-process ratios: the floor a marked step must pass
+# results of one benchmark needed for a floor of its own (short calls are noisier than long
+# ones: 1.16x for large-image decoders, 1.70x for opening a container, in one quiet run);
+# fewer, and the benchmark takes the floor of every result of the machine
+FLOOR_MIN_RESULTS = 40
+
+
+def per_process(samples, size: int | None) -> list[list[float]] | None:
+    """asv appends each round's samples (one process) in turn: split them back into processes
+    of `size` samples; None where there are fewer than two or the count does not divide."""
+    samples = list(samples)
+    if not size or size < 1 or len(samples) < 2 * size or len(samples) % size:
+        return None
+    return [samples[i : i + size] for i in range(0, len(samples), size)]
+
+
+def process_ratios(a_groups, b_groups) -> tuple[float, float]:
+    """(lowest, highest) ratio of a process median of b to a process median of a, over every
+    pairing of a process of a with one of b."""
+    ma = [statistics.median(g) for g in a_groups]
+    mb = [statistics.median(g) for g in b_groups]
+    return min(mb) / max(ma), max(mb) / min(ma)
+
+
+def process_spread(groups) -> float:
+    """How far the processes of one side differ: the slowest process median / the fastest."""
+    medians = [statistics.median(g) for g in groups]
+    return max(medians) / min(medians)
+
+
+def process_floor(spreads, q: float = FLOOR_QUANTILE, least: int = 1, fallback: float = 1.0):
+    """The process-to-process noise of a run: the q-quantile of `spreads` (process_spread of
+    every result that has processes); `fallback` where there are fewer than `least`.
+
+    Why the quantile is a floor: with processes independent, the ratio of a process median of
+    one side to one of the other, where the sides do not differ, is distributed as the ratio of
+    two processes of the same side, which `spreads` samples; so one pairing passes the floor
+    by chance with probability (1 - q) / 2 a direction, and every pairing at once far less."""
+    spreads = [s for s in spreads if s == s and s >= 1]
+    return quantile(spreads, q) if spreads and len(spreads) >= least else fallback
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Samples b against samples a (b / a: above 1 is slower)."""
@@ -150,6 +204,17 @@ class Comparison:
     noise: float  # the larger relative spread (IQR / median) of the two
     outcome: str  # STEP, NONE, NOISY or FEW
     factor: float
+    # every pairing of a process of a with one of b: the lowest and highest ratio of their
+    # medians (None: the samples did not come in processes), and the floor they had to pass
+    process_low: float | None = None
+    process_high: float | None = None
+    floor: float = 1.0
+
+    @property
+    def across_processes(self) -> bool:
+        """Every pairing of processes shows the difference, beyond the threshold and the floor
+        (True where the samples did not come in processes: nothing to check)."""
+        return _processes_agree(self.process_low, self.process_high, max(self.factor, self.floor))
 
     @property
     def slower(self) -> bool:
@@ -178,12 +243,20 @@ class Comparison:
                 f"{self.size:.2f}x {'slower' if self.slower else 'faster'}, beyond the noise"
                 f" (p = {self.p:.1e}, {n})"
             )
-        if (
+        differs = (
             self.outcome == NOISY
             and self.p < P_THRESHOLD
             and _apart(self.low, self.high)
             and beyond(self.ratio, self.factor)
-        ):
+        )
+        if differs and not self.across_processes:
+            return (
+                f"too noisy to decide: the samples differ ({self.size:.2f}x, p = {self.p:.1e}),"
+                f" but not in every pairing of the two sides' processes (process medians"
+                f" {self.process_low:.2f} .. {self.process_high:.2f}x apart; two processes of"
+                f" one side differ by up to {self.floor:.2f}x in this run) ({n})"
+            )
+        if differs:
             return (
                 f"too noisy to decide: the samples differ ({self.size:.2f}x, p = {self.p:.1e}),"
                 f" but the fastest ones only {self.fastest:.2f}x: the machine was busier while one"
@@ -220,18 +293,35 @@ def within(low: float, high: float, factor: float) -> bool:
     return 1 / factor < low and high < factor
 
 
+def _processes_agree(low: float | None, high: float | None, bar: float) -> bool:
+    """Every pairing of processes (their medians' ratios low .. high) beyond `bar` one way;
+    True where there are no processes to check."""
+    return low is None or high is None or low >= bar or high <= 1 / bar
+
+
 def _apart(low: float, high: float) -> bool:
     return low > 1 or high < 1
 
 
-def compare(a, b, factor: float = FACTOR) -> Comparison:
-    """Judge samples b against samples a (see the module's docstring for the rules)."""
+def compare(
+    a, b, factor: float = FACTOR, process_size: int | None = None, floor: float = 1.0
+) -> Comparison:
+    """Judge samples b against samples a (see the module's docstring for the rules).
+    `process_size`: the samples came in processes of that many each (asv's repeat, one round
+    per process, in order), to be checked pairing by pairing against `floor`."""
     from asv._stats import mann_whitney_u
 
+    # a dropped sample (failed, NaN) would shift every later process: then no processes
+    whole = all(x == x and x > 0 for x in [*a, *b])
     a = [x for x in a if x == x and x > 0]
     b = [x for x in b if x == x and x > 0]
     if not a or not b:
         raise ValueError("compare needs at least one positive sample on each side")
+    groups_a = per_process(a, process_size) if whole else None
+    groups_b = per_process(b, process_size) if whole else None
+    process_low = process_high = None
+    if groups_a and groups_b:
+        process_low, process_high = process_ratios(groups_a, groups_b)
     ratio, low, high = typical_ratio(a, b)
     fastest, fastest_low, fastest_high = fastest_ratio(a, b)
     noise = max(spread(a), spread(b))
@@ -242,9 +332,16 @@ def compare(a, b, factor: float = FACTOR) -> Comparison:
     # difference the rank test can see, and a typical ratio within the threshold (on a
     # machine with two speed levels, the fastest samples can miss a real 1.15x step)
     agrees = not _apart(low, high) and not beyond(ratio, factor)
+    processes_agree = _processes_agree(process_low, process_high, max(factor, floor))
     if not reachable:
         outcome = FEW
-    elif p < P_THRESHOLD and _apart(low, high) and beyond(ratio, factor) and same_way:
+    elif (
+        p < P_THRESHOLD
+        and _apart(low, high)
+        and beyond(ratio, factor)
+        and same_way
+        and processes_agree
+    ):
         outcome = STEP
     elif within(low, high, factor) or (within(fastest_low, fastest_high, factor) and agrees):
         outcome = NONE
@@ -263,6 +360,9 @@ def compare(a, b, factor: float = FACTOR) -> Comparison:
         noise,
         outcome,
         factor,
+        process_low,
+        process_high,
+        floor,
     )
 
 

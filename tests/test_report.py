@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgload import report
+from imgload import report, verdict
 from imgload.execution import EXECUTIONS
 from imgload.results import ResultsError
 
@@ -615,3 +615,56 @@ def test_report_html_escapes_text_and_keeps_what_it_does_not_know_as_text():
             '<h1 id="stacks-b-2">Stacks &lt;b&gt;</h1>',
         ]
     )
+
+
+def test_a_difference_no_larger_than_the_run_s_process_noise_is_not_marked(tmp_path):
+    """asv's samples come in rounds, one process each (benchmarks.json: rounds 2, repeat 4), and
+    on this VM a whole process can run slow. Stack b's png is 1.6x faster than a's in every
+    pairing of processes (marked); its jpeg is slower than a's in every sample (the rank test
+    alone would mark it, 1.4x) but b's own two jpeg processes are 1.31x apart, and the run's
+    process-to-process noise is as large: not marked, and the report says why."""
+    results = tmp_path / "results"
+    (results / "box").mkdir(parents=True)
+    params = [["'cv2'"], ["'png'", "'jpeg'"], ["'sequential'"], ["'warm'"]]
+    info = {"name": SMALL, "type": "time", "unit": "seconds", "version": "1", "params": params}
+    info.update(param_names=["decoder", "format", "execution", "cache"], rounds=2, repeat=4)
+    (results / "benchmarks.json").write_text(json.dumps({SMALL: info, "version": 2}))
+    machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux"}
+    (results / "box" / "machine.json").write_text(json.dumps({**machine, "version": 1}))
+
+    def processes(*levels):  # asv's order: each process's 4 samples in turn
+        return [level * (1 + 0.004 * k) for level in levels for k in range(4)]
+
+    stacks = {
+        "a": (processes(0.020, 0.0202), processes(0.010, 0.0101)),
+        "b": (processes(0.0120, 0.0125), processes(0.0122, 0.0160)),
+    }
+    jpeg_alone = verdict.compare(stacks["a"][1], stacks["b"][1])
+    assert jpeg_alone.outcome == verdict.STEP  # the samples alone: marked before processes counted
+    columns = ["result", "params", "version", "started_at", "duration", "samples"]
+    for stack, (png, jpeg) in stacks.items():
+        data = {
+            "commit_hash": "a" * 40,
+            "env_name": f"env-{stack}",
+            "date": 1795490726000,
+            "params": dict(machine, python="3.11"),
+            "python": "3.11",
+            "requirements": {},
+            "env_vars": {"IMGLOAD_STACK": stack},
+            "result_columns": columns,
+            "results": {
+                SMALL: [[sorted(png)[4], sorted(jpeg)[4]], params, "1", 0, 1.0, [png, jpeg]]
+            },
+            "durations": {},
+            "version": 2,
+        }
+        (results / "box" / f"aaaaaaaa-env-{stack}.json").write_text(json.dumps(data))
+    text = _run_report(results, tmp_path / "out")
+    _, rows = _section_table(text, f"### {SMALL}", "Seconds per")
+    rows = {r[1]: r[4:] for r in rows}
+    assert "**1.64× faster**" in rows["png"][1]
+    assert "**" not in rows["jpeg"][1] and rows["jpeg"][1] != report.NA
+    floor = verdict.process_floor([1.01, 1.01, 0.0125 / 0.012, 0.016 / 0.0122])  # each result's
+    assert 0.0122 / 0.0101 < floor < 1.3  # b's jpeg processes pair with a's no further apart
+    assert f"{floor:.2f}× over all 4 results" in text  # too few for a floor of its own
+    assert f"here each beyond {floor:.2f}× in every pairing of processes" in text

@@ -217,3 +217,47 @@ def test_ladder_steps_finds_level_changes_with_asv_step_detection(values, invert
 def test_ladder_steps_orders_the_largest_first():
     found = verdict.ladder_steps([10, 10, 10, 13, 13, 13, 40, 40, 40])
     assert [c.at for c in found] == [6, 3] and found[0].ratio == pytest.approx(40 / 13)
+
+
+def _processes(*levels, jitter=0.004, size=4):
+    """Samples as asv stores them: each process's `size` samples in turn, each process at its
+    own speed level (this VM on a quiet day: one process 42.7 ms, the next 57.5 ms)."""
+    return [level * (1 + jitter * k) for level in levels for k in range(size)]
+
+
+def test_samples_split_back_into_the_processes_that_took_them():
+    s = _processes(1.0, 2.0, 3.0)
+    groups = verdict.per_process(s, 4)
+    assert [len(g) for g in groups] == [4, 4, 4] and groups[1][0] == 2.0
+    assert verdict.per_process(s, 5) is None  # 12 samples are not processes of 5
+    assert verdict.per_process(s[:4], 4) is None  # one process: nothing to pair
+    assert verdict.per_process(s, None) is None
+    assert verdict.process_spread(groups) == pytest.approx(3.0 * 1.004**1.5 / (1.0 * 1.004**1.5))
+    assert verdict.process_floor([1.0, 1.1, 1.2, 1.3, 1.4], 0.5) == pytest.approx(1.2)
+    assert verdict.process_floor([]) == 1.0
+
+
+def test_a_difference_one_process_apart_is_no_step_when_processes_of_one_side_differ_as_much():
+    """8 + 8 samples from 2 + 2 processes: every sample of b is slower than every sample of a, so
+    the rank test and the fastest samples agree (1.25x, the step the report used to mark). But
+    b's own two processes are 1.28x apart, and the run's processes differ by up to 1.3x: the
+    difference is no larger than what two processes of the same stack show."""
+    a, b = _processes(10.0, 10.1), _processes(12.5, 16.0)
+    samples_only = verdict.compare(a, b)
+    assert samples_only.outcome == verdict.STEP  # what the samples alone say: this test can fail
+    c = verdict.compare(a, b, process_size=4, floor=1.3)
+    assert c.process_low == pytest.approx(12.5 * 1.004**1.5 / (10.1 * 1.004**1.5))
+    assert c.outcome == verdict.NOISY and not c.across_processes
+    assert "not in every pairing of the two sides' processes" in c.reason()
+    assert "1.30x in this run" in c.reason()
+
+
+def test_a_difference_beyond_the_run_s_process_noise_in_every_pairing_is_a_step():
+    a, b = _processes(10.0, 10.4), _processes(15.0, 15.6)
+    c = verdict.compare(a, b, process_size=4, floor=1.3)
+    assert c.outcome == verdict.STEP and c.across_processes and c.process_low > 1.4
+    faster = verdict.compare(b, a, process_size=4, floor=1.3)  # and the other way round
+    assert faster.outcome == verdict.STEP and faster.process_high < 1 / 1.4
+    # a sample lost (failed) would shift every later process: no pairing is made up then
+    lost = verdict.compare(a, [*b[:3], float("nan"), *b[4:]], process_size=4, floor=1.3)
+    assert lost.process_low is None and lost.outcome == verdict.STEP
