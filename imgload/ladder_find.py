@@ -158,6 +158,13 @@ def find_config(conf: Path) -> Path:
     return path
 
 
+def rounds_of(samples: int) -> tuple[int, int]:
+    """(rounds, samples per round) for `samples` per release: rounds of about ROUND, at least
+    two. Each round is one process, so a release's samples come in processes of that size."""
+    rounds = max(2, math.ceil(samples / ROUND))
+    return rounds, math.ceil(samples / rounds)
+
+
 def measure(
     conf: Path,
     machine: str,
@@ -188,14 +195,8 @@ def measure(
         f"HASHFILE:{f.name}",
     ]
     if samples:
-        rounds = max(2, math.ceil(samples / ROUND))
-        cmd += [
-            "--interleave-rounds",
-            "-a",
-            f"rounds={rounds}",
-            "-a",
-            f"repeat={math.ceil(samples / rounds)}",
-        ]
+        rounds, repeat = rounds_of(samples)
+        cmd += ["--interleave-rounds", "-a", f"rounds={rounds}", "-a", f"repeat={repeat}"]
     cmd += ["--append-samples"] if append else []
     cmd += ["--show-stderr"] if show_stderr else []
     try:
@@ -385,8 +386,13 @@ def confirm(
                     f"{sel.label} has no result for {missing}: it failed there"
                     f" (FIND_ARGS=--show-stderr shows why)"
                 )
-            step = verdict.compare(got[0], got[1], factor)
-            back = verdict.compare(got[1], got[2], factor) if len(got) == 3 else None
+            size = rounds_of(samples)[1]  # every batch took its samples in processes of this
+            step = verdict.compare(got[0], got[1], factor, process_size=size)
+            back = (
+                verdict.compare(got[1], got[2], factor, process_size=size)
+                if len(got) == 3
+                else None
+            )
             out.append(Confirmation(cand, sel.label, sel.unit, versions, got, step, back))
         undecided = any(
             c.step.outcome == verdict.NOISY or (c.back and c.back.outcome == verdict.NOISY)
@@ -401,8 +407,8 @@ def _line(c: Confirmation) -> str:
     what = f"{c.versions[0]} -> {c.versions[1]}"
     text = (
         f"  {what:<24} fastest {_human(lo, c.unit)} -> {_human(hi, c.unit)}, ratio"
-        f" {c.step.ratio:.3f} ({c.step.interval()}), fastest {c.step.fastest:.3f}:"
-        f" {c.step.reason()}"
+        f" {c.step.ratio:.3f} ({c.step.interval()}{_processes(c.step)}), fastest"
+        f" {c.step.fastest:.3f}: {c.step.reason()}"
     )
     if c.back is not None:
         text += (
@@ -410,6 +416,13 @@ def _line(c: Confirmation) -> str:
             f" ({c.back.interval()}): {c.back.reason()}"
         )
     return text
+
+
+def _processes(c: verdict.Comparison) -> str:
+    """The interval over processes, beside the samples' one: samples of one process share its
+    speed level on a busy machine, so the samples' interval, which takes them as independent,
+    can be too narrow; each process as one observation, the interval is what it is."""
+    return f"; {c.process_interval()}" if c.process_ratio else ""
 
 
 def _size(ratio: float) -> str:
@@ -432,7 +445,8 @@ def verdict_lines(
         lines.append(
             f"verdict: step at {library} {c.versions[1]}: {c.step.size:.2f}x"
             f" {'slower' if c.step.slower else 'faster'} than {c.versions[0]} (ratio"
-            f" {c.step.ratio:.3f}, {c.step.interval()}), beyond the noise; fastest samples"
+            f" {c.step.ratio:.3f}, {c.step.interval()}{_processes(c.step)}), beyond the noise;"
+            f" fastest samples"
             f" {_size(c.step.fastest)}{which(c)}"
         )
         changed = also.get(c.candidate.at)
@@ -575,7 +589,8 @@ def find(
     print(
         f"\n{ladder.library} ladder: asv find names {rungs[named][1]} ({rungs[named][0][:8]});"
         " measured again, interleaved; statistic: the Hodges-Lehmann ratio of the samples (the"
-        " rank test's own), checked against the fastest samples"
+        " rank test's own), checked against the fastest samples; its interval over the samples"
+        " and over processes (a process's samples share its speed level)"
     )
     for label in dict.fromkeys(c.label for c in confirmations):
         print(label)

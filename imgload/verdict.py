@@ -208,12 +208,18 @@ class Comparison:
     # medians (None: the samples did not come in processes), and the floor they had to pass
     process_low: float | None = None
     process_high: float | None = None
-    floor: float = 1.0
+    floor: float | None = None  # None: the pairings were not checked
+    # the Hodges-Lehmann ratio of the process medians and its 99% interval (None: no
+    # processes): the ratio's uncertainty with each process one observation, as it is
+    process_ratio: tuple[float, float, float] | None = None
 
     @property
     def across_processes(self) -> bool:
         """Every pairing of processes shows the difference, beyond the threshold and the floor
-        (True where the samples did not come in processes: nothing to check)."""
+        (True where the samples did not come in processes or no floor was given: nothing to
+        check)."""
+        if self.floor is None:
+            return True
         return _processes_agree(self.process_low, self.process_high, max(self.factor, self.floor))
 
     @property
@@ -227,6 +233,13 @@ class Comparison:
 
     def interval(self) -> str:
         return f"99% CI {self.low:.3f} .. {self.high:.3f}"
+
+    def process_interval(self) -> str:
+        """The ratio's interval over processes, where the samples came in processes."""
+        if self.process_ratio is None:
+            return ""
+        ratio, low, high = self.process_ratio
+        return f"over processes {ratio:.3f}, 99% CI {low:.3f} .. {high:.3g}"
 
     def reason(self) -> str:
         """Why the outcome is what it is, in one clause."""
@@ -304,11 +317,14 @@ def _apart(low: float, high: float) -> bool:
 
 
 def compare(
-    a, b, factor: float = FACTOR, process_size: int | None = None, floor: float = 1.0
+    a, b, factor: float = FACTOR, process_size: int | None = None, floor: float | None = None
 ) -> Comparison:
     """Judge samples b against samples a (see the module's docstring for the rules).
     `process_size`: the samples came in processes of that many each (asv's repeat, one round
-    per process, in order), to be checked pairing by pairing against `floor`."""
+    per process, in order): the ratio gets an interval over processes too, and with a `floor`
+    a step must pass it in every pairing of processes (the report's rule between stacks, two
+    processes a side). `make find` gives no floor: its confirmation takes six or more processes
+    a side, interleaved, and one process slowed by a neighbour must not veto a step there."""
     from asv._stats import mann_whitney_u
 
     # a dropped sample (failed, NaN) would shift every later process: then no processes
@@ -319,9 +335,12 @@ def compare(
         raise ValueError("compare needs at least one positive sample on each side")
     groups_a = per_process(a, process_size) if whole else None
     groups_b = per_process(b, process_size) if whole else None
-    process_low = process_high = None
+    process_low = process_high = process_ratio = None
     if groups_a and groups_b:
         process_low, process_high = process_ratios(groups_a, groups_b)
+        process_ratio = typical_ratio(
+            [statistics.median(g) for g in groups_a], [statistics.median(g) for g in groups_b]
+        )
     ratio, low, high = typical_ratio(a, b)
     fastest, fastest_low, fastest_high = fastest_ratio(a, b)
     noise = max(spread(a), spread(b))
@@ -332,7 +351,9 @@ def compare(
     # difference the rank test can see, and a typical ratio within the threshold (on a
     # machine with two speed levels, the fastest samples can miss a real 1.15x step)
     agrees = not _apart(low, high) and not beyond(ratio, factor)
-    processes_agree = _processes_agree(process_low, process_high, max(factor, floor))
+    processes_agree = floor is None or _processes_agree(
+        process_low, process_high, max(factor, floor)
+    )
     if not reachable:
         outcome = FEW
     elif (
@@ -363,6 +384,7 @@ def compare(
         process_low,
         process_high,
         floor,
+        process_ratio,
     )
 
 

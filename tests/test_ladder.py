@@ -591,15 +591,20 @@ def test_make_find_names_the_real_step_never_the_spike_and_keeps_the_ladders_res
         and "step at imgload-ladder-probe 6.0: " in steps[0]
         and "than 5.0" in steps[0]
     ), out.stdout[-3000:]
-    # the probe's cost ratio is 17 / 10 units; the printed ratio is near it and its interval lies
-    # beyond the 1.1x threshold. Not asserted: that the interval covers 1.7. Samples taken in
-    # one process share that process's speed level on this VM, so the rank test's interval,
-    # which takes them as independent, can be too narrow (one CI run: ratio 1.493, 99% CI
-    # 1.245 .. 1.685); issue 9 tracks it.
+    # the probe's cost ratio is 17 / 10 units of spinning (each call also pays a fixed cost, so
+    # its time ratio is a little lower); the printed ratio is near it and its interval lies
+    # beyond the 1.1x threshold, over the samples and over processes. Samples taken in one
+    # process share that process's speed level on this VM, so the samples' interval, which
+    # takes them as independent, can be too narrow (one CI run: ratio 1.493, 99% CI 1.245 ..
+    # 1.685); the interval over processes takes each process as one observation.
     ratio, low, high = map(
-        float, re.search(r"\(ratio ([\d.]+), 99% CI ([\d.]+) \.\. ([\d.]+)\)", steps[0]).groups()
+        float, re.search(r"\(ratio ([\d.]+), 99% CI ([\d.]+) \.\. ([\d.]+);", steps[0]).groups()
     )
     assert 1.1 < low <= ratio <= high and 1.4 < ratio < 2.5, out.stdout[-3000:]
+    by_process = re.search(r"over processes ([\d.]+), 99% CI ([\d.]+) \.\. ([\d.]+)\)", steps[0])
+    assert by_process, steps[0]
+    p_ratio, p_low, p_high = map(float, by_process.groups())
+    assert 1.1 < p_low <= p_ratio <= p_high and 1.4 < p_ratio < 2.5, steps[0]
     assert not any("3.0" in v for v in steps), verdicts
 
 
@@ -620,8 +625,9 @@ def test_make_find_on_a_busy_machine_says_no_significant_step_on_a_flat_benchmar
     verdicts = _verdicts(out)
     # Never a step. "too noisy to decide" is accepted beside "no significant step": under
     # cpu-noise a process of this VM runs at one of two speed levels, so 72 + 72 samples of a
-    # flat benchmark can still spread by 40% and leave the interval past 1.1x (seen in CI);
-    # issue 9 stays open for a statistic that decides here every time.
+    # flat benchmark can still spread by 40% and leave the interval past 1.1x (seen in CI).
+    # Saying so with the figure, rather than a verdict either way, is what the verdict must do
+    # when the noise is larger than the step in question.
     assert len(verdicts) == 1 and verdicts[0].startswith(
         ("verdict: no significant step", "verdict: no step confirmed; ")
     ), out.stdout[-4000:]
