@@ -11,7 +11,7 @@ ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bench quick test check data machine publish preview report clean venv ladder find merge
+.PHONY: help bench quick test check data machine publish preview report clean venv ladder find merge memo
 
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
@@ -94,6 +94,12 @@ preview: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m imgload report --results .asv/results --out .asv/report
 
+# the memo behind this suite again (imgload/memo.py): its two experiments on every training image of
+# IMGLOAD_DATASET (IMGLOAD_PROFILE=smoke: 16 of them), in .venv's own stack; .asv/memo/memo.md
+memo: $(STAMP)
+	$(BIN)/python -m imgload data prepare $${IMGLOAD_DATASET:-synthetic-cifar10}
+	$(BIN)/python -m imgload memo
+
 # other machines' .asv folders (or their results/) into ours: results and build records, each file checked
 # first; one that differs is kept and named, FORCE=1 overwrites it (README: More than one machine)
 merge: $(STAMP)
@@ -111,6 +117,7 @@ help:
 	@echo "make ladder NAME=pillow [ASV_ARGS=...]      every release of one library (ladders/)"
 	@echo "make find NAME=pillow BENCH=regex [INVERT=1] [REPEAT=12]   which release changed it"
 	@echo "make merge DIRS='../runner-a/.asv ...' [FORCE=1]   other machines' results into .asv/"
+	@echo "make memo       the memo's two experiments on the whole training set: .asv/memo/memo.md"
 	@echo "make check      ruff lint and format checks; make clean drops results and environments"
 	@echo "variables: PYTHON (a CPython $(STACK_PYTHON)), IMGLOAD_DATASET, IMGLOAD_LARGE_DATASET, IMGLOAD_DATA_DIR,"
 	@echo "           IMGLOAD_PROFILE (default, full, smoke), IMGLOAD_GRID=wide, IMGLOAD_MIRROR"

@@ -1,4 +1,4 @@
-"""python -m imgload ...: prepare and inspect datasets; report on asv results.
+"""python -m imgload ...: prepare and inspect datasets; report on asv results; run the memo again.
 
 The one place a user error is printed: a UserError from any command becomes the line
 `imgload: error: <message>` on stderr and exit status 2, with no traceback."""
@@ -16,6 +16,7 @@ from . import (
     ladder,
     ladder_find,
     ladder_refresh,
+    memo,
     merge,
     report,
     site,
@@ -206,6 +207,23 @@ def _merge(args) -> int:
     return 0
 
 
+# -- python -m imgload memo ---------------------------------------------------------------------
+
+
+def _memo(args) -> int:
+    path, lines = memo.memo(
+        args.name,
+        args.data_dir,
+        args.out,
+        args.repeats,
+        log=lambda msg: print(f"imgload: {msg}", file=sys.stderr, flush=True),
+    )
+    for line in lines:
+        print(f"imgload: {line}", file=sys.stderr)
+    print(path)
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------------------------
 
 
@@ -385,6 +403,38 @@ def _results_commands(sub) -> None:
     m.set_defaults(func=_merge)
 
 
+def _memo_command(sub) -> None:
+    p = sub.add_parser(
+        "memo",
+        help="the memo behind this suite again, on the whole training set: OpenCV, Pillow and"
+        " imageio from a cold cache; OpenCV's JPEGs and ndarray.dump pickles with 3 threads, cold"
+        " and warm; writes memo.md, its figures beside today's",
+    )
+    p.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="dataset name or manifest path (default: $IMGLOAD_DATASET, else"
+        f" {datasets.SMALL_DEFAULT}); IMGLOAD_PROFILE=smoke or default loads its sample instead"
+        " of every training image",
+    )
+    p.add_argument("--data-dir", help="default: $IMGLOAD_DATA_DIR, else .data/ in the repository")
+    p.add_argument(
+        "--out",
+        default=".asv/memo",
+        help="where memo.md and memo.json go (default: .asv/memo)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"timed passes per figure (default: up to {memo.ROUNDS}, as many as fit in"
+        f" {memo.BUDGET:.0f} s)",
+    )
+    p.set_defaults(func=_memo)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m imgload", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -393,6 +443,7 @@ def parser() -> argparse.ArgumentParser:
     _report_command(sub)
     _site_command(sub)
     _results_commands(sub)
+    _memo_command(sub)
     return p
 
 
