@@ -11,7 +11,7 @@ ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bench quick test check data machine publish preview report clean venv ladder find merge memo
+.PHONY: help bench bench-torch quick test check data machine publish preview report clean venv ladder find merge memo
 
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
@@ -50,6 +50,14 @@ bench: data machine
 	$(ASV) run --show-stderr --record-samples --interleave-rounds HEAD^! $(ASV_ARGS)
 	$(MAKE) --no-print-directory publish
 	@echo "results: .asv/results   site: .asv/html/index.html   (make preview serves it)"
+
+# the opt-in PyTorch stack (asv.torch.conf.json, torch's CPU build pinned): a real DataLoader (bench_dataloader)
+# beside the suite's own pools on large JPEGs (ProcessTransfer) and the sample record, then the site. make bench
+# never runs it. Where the package index has no torch==2.13.0+cpu: TORCH_INDEX=https://download.pytorch.org/whl/cpu
+bench-torch: data machine
+	$(if $(TORCH_INDEX),PIP_EXTRA_INDEX_URL=$(TORCH_INDEX) )$(ASV) run --config asv.torch.conf.json --show-stderr --record-samples --interleave-rounds HEAD^! -b bench_dataloader -b bench_sample -b ProcessTransfer $(ASV_ARGS)
+	$(MAKE) --no-print-directory publish
+	@echo "results: .asv/results (stack 2026-11-torch)   site: .asv/html/index.html   report: make report"
 
 # the whole grid once, in .venv's own stack, on a few files per call: a smoke run, nothing saved
 quick: data machine
@@ -109,6 +117,7 @@ merge: $(STAMP)
 # the targets and the variables they read, in a few lines (README: Other make targets)
 help:
 	@echo "make bench      every stack of asv.conf.json on the default data, then the site (ASV_ARGS='-b SmallImages')"
+	@echo "make bench-torch  the opt-in PyTorch stack: a real DataLoader beside the suite's pools (TORCH_INDEX=...)"
 	@echo "make test       make check, then the test suite (PYTEST_ARGS='-k verdict')"
 	@echo "make quick      the whole grid once in .venv's own stack, a few files per call, nothing saved"
 	@echo "make data       prepare IMGLOAD_DATASET / IMGLOAD_LARGE_DATASET (default: the offline sets)"

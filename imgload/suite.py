@@ -40,6 +40,8 @@ LOADS = {
     "SmallContainers": ("small", "containers"),
     "LargeContainers": ("large", "containers"),
     "ContainerOpen": ("small", "open"),
+    "SmallDataLoader": ("small", "epoch"),  # bench_dataloader's epochs (the opt-in torch stack)
+    "LargeDataLoader": ("large", "epoch"),
 }
 
 # bench_codecs times every image decoder from a file and from memory, some seventy
@@ -97,6 +99,10 @@ def images_per_call(root: str, what: str) -> int:
         return container_count(index)
     if what == "open":
         return 1  # one open per call (for wds, with its first image read); time per open
+    if what == "epoch":  # a DataLoader's epoch: at least a few batches (dataloader.epoch_indices)
+        from . import dataloader  # here, not at the top: it imports this module
+
+        return len(dataloader.epoch_indices(index))
     return len(datasets.sample_indices(index, datasets.profile()))
 
 
