@@ -378,6 +378,7 @@ def confirm(
             )
             taken += samples
         out = []
+        size = rounds_of(samples)[1]  # every batch took its samples in processes of this size
         for sel in chosen:
             got = [samples_at(find_conf, machine, c, sel) for c in commits]
             if any(s is None for s in got):
@@ -386,7 +387,6 @@ def confirm(
                     f"{sel.label} has no result for {missing}: it failed there"
                     f" (FIND_ARGS=--show-stderr shows why)"
                 )
-            size = rounds_of(samples)[1]  # every batch took its samples in processes of this
             step = verdict.compare(got[0], got[1], factor, process_size=size)
             back = (
                 verdict.compare(got[1], got[2], factor, process_size=size)

@@ -32,12 +32,12 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from . import buildinfo, datasets, decoders, pagecache, progress, suite, verdict
 from .errors import UserError
 from .execution import Runner
 from .files import write_atomic
-from .report import md_table
+from .report import md_table, plus_minus
 from .report import seconds as per_image_text
 
 MEMO_IMAGES = 50_000
@@ -357,10 +357,6 @@ def _versions_line(v: dict) -> str:
 # ------------------------------------------------------------------ the table
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
 def _whole(value: float) -> str:
     """Seconds for a whole set: two decimals as the memo gave them, three significant digits
     below 1 s (a tiny set's pass takes a millisecond), never in e-notation."""
@@ -371,10 +367,7 @@ def _whole(value: float) -> str:
 
 def _spread(xs: list[float]) -> str:
     """±: half the interquartile range of the runs as a share of the median, as the report."""
-    if len(xs) < 2:
-        return ""
-    noise = (verdict.quantile(xs, 0.75) - verdict.quantile(xs, 0.25)) / 2 / median(xs)
-    return f" ±{noise:.0%}" if noise >= 0.005 else " ±<1%"
+    return plus_minus(verdict.spread(xs) / 2) if len(xs) >= 2 else ""
 
 
 def _today(r: Run, c: Cell) -> str:

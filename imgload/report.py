@@ -9,6 +9,7 @@ A missing, failed or skipped result is "n/a", never an error.
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import itertools
 import re
@@ -90,6 +91,13 @@ def ratio(value: float | None, suffix: str = "×") -> str:
     return NA if value is None else f"{value:.2f}{suffix}"
 
 
+def plus_minus(noise: float | None) -> str:
+    """The ± after a median: half the interquartile range as a share of it ("" if unknown)."""
+    if noise is None:
+        return ""
+    return f" ±{noise:.0%}" if noise >= 0.005 else " ±<1%"
+
+
 def timing(t: Table, i: int, combo: tuple, per_image: bool, mps: bool = False) -> str:
     """One timing cell: the median (per image or per call), its spread, megapixels per second,
     and a mark where this stack differs from the one to its left beyond the noise."""
@@ -97,9 +105,7 @@ def timing(t: Table, i: int, combo: tuple, per_image: bool, mps: bool = False) -
     if value is None:
         return NA
     text = seconds(value)
-    noise = t.noise(i, combo)
-    if noise is not None:
-        text += f" ±{noise:.0%}" if noise >= 0.005 else " ±<1%"
+    text += plus_minus(t.noise(i, combo))
     rate = t.megapixels_per_s(i, combo) if mps else None
     if rate:
         text += f" ({rate:.1f} MP/s)"
@@ -185,6 +191,19 @@ class Table:
         """Samples per process: asv's repeat, where it ran more than one round of a fixed count."""
         return process_size(self.bench)
 
+    @functools.cached_property
+    def process_spreads(self) -> list[float]:
+        """How far the processes of one stack differ (slowest median / fastest), for every
+        result of this table whose samples came in processes: computed once, read by the
+        table's floor and the report's note."""
+        out = []
+        for column in self.spreads:
+            for sp in column.values():
+                groups = sp.samples and verdict.per_process(sp.samples, self.process_size)
+                if groups:
+                    out.append(verdict.process_spread(groups))
+        return out
+
     def replace(self, combo: tuple, name: str, value) -> tuple:
         k = self.index(name)
         return combo[:k] + (value,) + combo[k + 1 :]
@@ -199,16 +218,13 @@ def process_size(bench: Benchmark) -> int | None:
 
 
 def process_spreads(tables) -> list[float]:
-    """How far the processes of one stack differ (slowest median / fastest), for every
-    result of `tables` whose samples came in processes."""
-    out = []
-    for t in tables:
-        for column in t.spreads:
-            for sp in column.values():
-                groups = sp.samples and verdict.per_process(sp.samples, t.process_size)
-                if groups:
-                    out.append(verdict.process_spread(groups))
-    return out
+    """Every table's process spreads together: the machine's process-to-process noise."""
+    return [s for t in tables for s in t.process_spreads]
+
+
+def has_own_floor(t: Table) -> bool:
+    """Enough results for a floor of the table's own (verdict.FLOOR_MIN_RESULTS)."""
+    return len(t.process_spreads) >= verdict.FLOOR_MIN_RESULTS
 
 
 def table(machine: Machine, bench: Benchmark, benchmarks: dict[str, Benchmark]) -> Table:
@@ -571,10 +587,7 @@ def machine_tables(machine: Machine, benchmarks: dict[str, Benchmark]) -> dict[s
     }
     machine_floor = verdict.process_floor(process_spreads(tables.values()))
     for t in tables.values():
-        own = process_spreads([t])
-        t.floor = verdict.process_floor(
-            own, least=verdict.FLOOR_MIN_RESULTS, fallback=machine_floor
-        )
+        t.floor = verdict.process_floor(t.process_spreads) if has_own_floor(t) else machine_floor
     return tables
 
 
@@ -583,7 +596,7 @@ def floor_note(tables: dict[str, Table]) -> list[str]:
     spreads = process_spreads(tables.values())
     if not spreads:
         return []
-    own = [t for t in tables.values() if len(process_spreads([t])) >= verdict.FLOOR_MIN_RESULTS]
+    own = [t for t in tables.values() if has_own_floor(t)]
     low = min(own, key=lambda t: t.floor, default=None)
     high = max(own, key=lambda t: t.floor, default=None)
     per_benchmark = (

@@ -162,18 +162,21 @@ def per_process(samples, size: int | None) -> list[list[float]] | None:
     return [samples[i : i + size] for i in range(0, len(samples), size)]
 
 
-def process_ratios(a_groups, b_groups) -> tuple[float, float]:
+def medians(groups) -> list[float]:
+    """Each process's median."""
+    return [statistics.median(g) for g in groups]
+
+
+def process_ratios(a_medians, b_medians) -> tuple[float, float]:
     """(lowest, highest) ratio of a process median of b to a process median of a, over every
     pairing of a process of a with one of b."""
-    ma = [statistics.median(g) for g in a_groups]
-    mb = [statistics.median(g) for g in b_groups]
-    return min(mb) / max(ma), max(mb) / min(ma)
+    return min(b_medians) / max(a_medians), max(b_medians) / min(a_medians)
 
 
 def process_spread(groups) -> float:
     """How far the processes of one side differ: the slowest process median / the fastest."""
-    medians = [statistics.median(g) for g in groups]
-    return max(medians) / min(medians)
+    m = medians(groups)
+    return max(m) / min(m)
 
 
 def process_floor(spreads, q: float = FLOOR_QUANTILE, least: int = 1, fallback: float = 1.0):
@@ -337,10 +340,9 @@ def compare(
     groups_b = per_process(b, process_size) if whole else None
     process_low = process_high = process_ratio = None
     if groups_a and groups_b:
-        process_low, process_high = process_ratios(groups_a, groups_b)
-        process_ratio = typical_ratio(
-            [statistics.median(g) for g in groups_a], [statistics.median(g) for g in groups_b]
-        )
+        ma, mb = medians(groups_a), medians(groups_b)
+        process_low, process_high = process_ratios(ma, mb)
+        process_ratio = typical_ratio(ma, mb)
     ratio, low, high = typical_ratio(a, b)
     fastest, fastest_low, fastest_high = fastest_ratio(a, b)
     noise = max(spread(a), spread(b))

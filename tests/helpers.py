@@ -332,15 +332,7 @@ def asv_quick_in_venv(tmp: Path, manifests: dict, machine: str, bench: str, **en
     is unset unless given)."""
     import sys
 
-    conf = json.loads((REPO / "asv.conf.json").read_text())
-    conf.update(
-        repo=str(REPO),
-        benchmark_dir=str(REPO / "benchmarks"),
-        results_dir=str(tmp / "results"),
-        html_dir=str(tmp / "html"),
-        env_dir=str(tmp / "env"),
-    )
-    (tmp / "asv.conf.json").write_text(json.dumps(conf))
+    local_asv_config(tmp)
     variables = dict(
         os.environ,
         IMGLOAD_DATASET=str(manifests["small"]),
@@ -400,3 +392,68 @@ def md_tables(text: str) -> list[list[list[str]]]:
             tables[-1].append([re.sub(r"\*\*|`|\\(?=\*)", "", c) for c in cells])
         previous = line
     return tables
+
+
+def write_stack_results(
+    machine_dir: Path,
+    machine: dict,
+    stack: str,
+    columns: list[str],
+    results: dict,
+    requirements: dict | None = None,
+    name: str | None = None,
+) -> Path:
+    """One stack's asv results file in `machine_dir`, as asv writes it (commit aaaaaaaa, env
+    env-<stack>, IMGLOAD_STACK=<stack>; NaN written as NaN): `results` maps benchmark name ->
+    its row of `columns`. Returns the file's path."""
+    data = {
+        "commit_hash": "a" * 40,
+        "env_name": f"env-{stack}",
+        "date": 1795490726000,
+        "params": dict(machine, python="3.11"),
+        "python": "3.11",
+        "requirements": requirements or {},
+        "env_vars": {"IMGLOAD_STACK": stack},
+        "result_columns": columns,
+        "results": results,
+        "durations": {},
+        "version": 2,
+    }
+    path = machine_dir / (name or f"aaaaaaaa-env-{stack}.json")
+    path.write_text(json.dumps(data))
+    return path
+
+
+def local_asv_config(tmp: Path, source: str = "asv.conf.json", **extra) -> Path:
+    """A copy of the repository's asv config `source` whose environments, results and site go
+    to `tmp`, written under the same name (the name install_command hands envcheck)."""
+    conf = json.loads((REPO / source).read_text())
+    conf.update(
+        repo=str(REPO),
+        benchmark_dir=str(REPO / "benchmarks"),
+        results_dir=str(tmp / "results"),
+        html_dir=str(tmp / "html"),
+        env_dir=str(tmp / "env"),
+        **extra,
+    )
+    path = tmp / source
+    path.write_text(json.dumps(conf))
+    return path
+
+
+def sequential_arrays(loader: str, fmt: str, files: list[str]) -> list:
+    """Every file decoded in order by the `sequential` execution: what every other execution
+    must return."""
+    from imgload import execution
+
+    with execution.Runner("sequential", loader, fmt) as seq:
+        return seq.run(files)
+
+
+def arrays_equal(got, expected) -> bool:
+    """The same arrays, in the same order, shape and pixels."""
+    import numpy as np
+
+    return len(got) == len(expected) and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected)
+    )

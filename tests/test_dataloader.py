@@ -17,9 +17,18 @@ import time
 import numpy as np
 import pytest
 
-from imgload import dataloader, datasets, decoders, envcheck, execution, suite
+from imgload import dataloader, datasets, decoders, envcheck, suite
 
-from .helpers import REPO, alive, asv_quick_in_venv, git, reaped
+from .helpers import (
+    REPO,
+    alive,
+    arrays_equal,
+    asv_quick_in_venv,
+    git,
+    local_asv_config,
+    reaped,
+    sequential_arrays,
+)
 
 # pytest resets warning filters per test; imgload.dataloader silences these two for the
 # benchmarks (its comments say why), and so do the tests
@@ -37,17 +46,6 @@ NO_TORCH = (
 @pytest.fixture(scope="module")
 def torch():
     return pytest.importorskip("torch", reason=NO_TORCH)
-
-
-def _sequential(loader, fmt, files):
-    with execution.Runner("sequential", loader, fmt) as seq:
-        return seq.run(files)
-
-
-def _equal(got, expected) -> bool:
-    return len(got) == len(expected) and all(
-        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected)
-    )
 
 
 def _decoders_of(fmt):
@@ -163,7 +161,7 @@ def test_every_image_in_file_order_equal_to_the_sequential_decode(
     names = _decoders_of(fmt)
     assert {"cv2", "pil"} <= set(names)
     for name in names:
-        expected = _sequential(name, fmt, files)
+        expected = sequential_arrays(name, fmt, files)
         with dataloader.Loader(
             files, name, fmt, workers, prime=datasets.priming_file(root, fmt), batch_size=batch
         ) as loader:
@@ -173,19 +171,19 @@ def test_every_image_in_file_order_equal_to_the_sequential_decode(
             ], name
             for b in batches:
                 assert b.dtype == np.uint8 and b.ndim == 4 and b.shape[3] == 3, name
-            assert _equal(dataloader.images(batches), expected), name
+            assert arrays_equal(dataloader.images(batches), expected), name
             # a persistent loader serves the next epoch the same
-            assert _equal(dataloader.images(loader.run()), expected), name
+            assert arrays_equal(dataloader.images(loader.run()), expected), name
 
 
 def test_four_workers_and_the_batches_come_from_shared_memory(torch, tiny):
     files = datasets.sample_files(tiny, "jpeg", "full")
-    expected = _sequential("cv2", "jpeg", files)
+    expected = sequential_arrays("cv2", "jpeg", files)
     with dataloader.Loader(
         files, "cv2", "jpeg", 4, prime=datasets.priming_file(tiny, "jpeg")
     ) as loader:
         batches = loader.run()
-        assert _equal(dataloader.images(batches), expected)
+        assert arrays_equal(dataloader.images(batches), expected)
         # each batch is a view of the tensor the worker collated into shared memory: no copy
         assert all(isinstance(b.base, torch.Tensor) and b.base.is_shared() for b in batches)
         assert len(loader.loader._iterator._workers) == 4
@@ -209,12 +207,12 @@ def test_workers_are_started_and_primed_before_the_first_epoch(torch, tiny):
 def test_the_first_batch_of_a_fresh_loader(torch, tiny_large, workers):
     index = datasets.load_index(tiny_large)
     files = datasets.file_paths(tiny_large, index, "jpeg", dataloader.epoch_indices(index))
-    expected = _sequential("cv2", "jpeg", files)
+    expected = sequential_arrays("cv2", "jpeg", files)
     load = dataloader.FirstBatchLoad(str(tiny_large), "jpeg", "cv2", workers, "cold")
     try:
         for _ in range(2):  # asv's samples: a new loader each call, closed by teardown
             first = load()
-            assert _equal(list(first), expected[: dataloader.BATCH_SIZE])
+            assert arrays_equal(list(first), expected[: dataloader.BATCH_SIZE])
             load.close()
     finally:
         load.close()
@@ -229,7 +227,7 @@ def test_the_epoch_call_loads_the_epoch_s_images(torch, tiny):
     index = datasets.load_index(tiny)
     files = datasets.file_paths(tiny, index, "jpeg", dataloader.epoch_indices(index))
     assert len(got) == suite.images_per_call(str(tiny), "epoch") == len(files)
-    assert _equal(got, _sequential("pil", "jpeg", files))
+    assert arrays_equal(got, sequential_arrays("pil", "jpeg", files))
 
 
 # ------------------------------------------------------------------ nothing left behind
@@ -397,17 +395,7 @@ def test_the_opt_in_stack_builds_verifies_and_measures(tmp_path, manifests, tiny
     reason = _torch_installable()
     if reason:
         pytest.skip(reason)
-    conf = json.loads(TORCH_CONF.read_text())
-    conf.update(
-        repo=str(REPO),
-        benchmark_dir=str(REPO / "benchmarks"),
-        env_dir=str(tmp_path / "env"),
-        results_dir=str(tmp_path / "results"),
-        html_dir=str(tmp_path / "html"),
-        branches=["HEAD"],
-    )
-    config = tmp_path / "asv.torch.conf.json"  # the name install_command hands envcheck
-    config.write_text(json.dumps(conf))
+    config = local_asv_config(tmp_path, TORCH_CONF.name, branches=["HEAD"])
     (tmp_path / "imgload").symlink_to(REPO / "imgload")
     # the tiny sets as the fixtures prepared them: the stack has no container writers (lmdb,
     # h5py, pyarrow), so its setup_cache must find them complete, as `make data` leaves them
@@ -446,6 +434,6 @@ def test_the_opt_in_stack_builds_verifies_and_measures(tmp_path, manifests, tiny
     assert len([v for v in values if not math.isnan(v) and v > 0]) == 2, rows
     [record] = (tmp_path / "envinfo").glob("*.json")
     record = json.loads(record.read_text())
-    stack = conf["include"][0]
+    stack = json.loads(TORCH_CONF.read_text())["include"][0]
     assert record["stack"] == stack["env"]["IMGLOAD_STACK"]
     assert record["pins"] == stack["req"] == record["installed"]

@@ -16,7 +16,7 @@ from imgload import report, verdict
 from imgload.execution import EXECUTIONS
 from imgload.results import ResultsError
 
-from .helpers import asv_config, md_tables
+from .helpers import asv_config, md_tables, write_stack_results
 
 SMALL = "bench_decode.SmallImages.time_decode"
 
@@ -216,20 +216,9 @@ def _hand_made(tmp: Path) -> Path:
     columns = ["result", "params", "version", "started_at", "duration"]
 
     def write(name, stack, results_):
-        data = {
-            "commit_hash": "a" * 40,
-            "env_name": f"env-{stack}",
-            "date": 1795490726000,
-            "params": dict(machine, python="3.11"),
-            "python": "3.11",
-            "requirements": {"pillow": "1.0"},
-            "env_vars": {"IMGLOAD_STACK": stack},
-            "result_columns": columns,
-            "results": results_,
-            "durations": {},
-            "version": 2,
-        }
-        (results / "box" / name).write_text(json.dumps(data))  # NaN is written as NaN, as asv does
+        write_stack_results(
+            results / "box", machine, stack, columns, results_, {"pillow": "1.0"}, name
+        )
 
     # cv2 warm ok, cv2 cold failed (None), pil skipped (NaN), threads-2 ok
     small = [0.02, None, 0.01, 0.03, float("nan"), float("nan"), float("nan"), float("nan")]
@@ -358,20 +347,7 @@ def test_marks_only_differences_between_stacks_that_are_beyond_the_noise(tmp_pat
         "c": row([0.01 * x for x in noisy], [0.0105 * x for x in spread]),
     }
     for stack, small in stacks.items():
-        data = {
-            "commit_hash": "a" * 40,
-            "env_name": f"env-{stack}",
-            "date": 1795490726000,
-            "params": dict(machine, python="3.11"),
-            "python": "3.11",
-            "requirements": {},
-            "env_vars": {"IMGLOAD_STACK": stack},
-            "result_columns": columns,
-            "results": {SMALL: small},
-            "durations": {},
-            "version": 2,
-        }
-        (results / "box" / f"aaaaaaaa-env-{stack}.json").write_text(json.dumps(data))
+        write_stack_results(results / "box", machine, stack, columns, {SMALL: small})
     text = _run_report(results, tmp_path / "out")
     _, rows = _section_table(text, f"### {SMALL}", "Seconds per")
     rows = {r[1]: r[4:] for r in rows}
@@ -643,22 +619,8 @@ def test_a_difference_no_larger_than_the_run_s_process_noise_is_not_marked(tmp_p
     assert jpeg_alone.outcome == verdict.STEP  # the samples alone: marked before processes counted
     columns = ["result", "params", "version", "started_at", "duration", "samples"]
     for stack, (png, jpeg) in stacks.items():
-        data = {
-            "commit_hash": "a" * 40,
-            "env_name": f"env-{stack}",
-            "date": 1795490726000,
-            "params": dict(machine, python="3.11"),
-            "python": "3.11",
-            "requirements": {},
-            "env_vars": {"IMGLOAD_STACK": stack},
-            "result_columns": columns,
-            "results": {
-                SMALL: [[sorted(png)[4], sorted(jpeg)[4]], params, "1", 0, 1.0, [png, jpeg]]
-            },
-            "durations": {},
-            "version": 2,
-        }
-        (results / "box" / f"aaaaaaaa-env-{stack}.json").write_text(json.dumps(data))
+        row = [[sorted(png)[4], sorted(jpeg)[4]], params, "1", 0, 1.0, [png, jpeg]]
+        write_stack_results(results / "box", machine, stack, columns, {SMALL: row})
     text = _run_report(results, tmp_path / "out")
     _, rows = _section_table(text, f"### {SMALL}", "Seconds per")
     rows = {r[1]: r[4:] for r in rows}

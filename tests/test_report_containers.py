@@ -10,7 +10,7 @@ from benchmarks.bench_sample import Sample
 from imgload import containers, report, report_containers
 from imgload.results import load
 
-from .helpers import md_tables
+from .helpers import md_tables, write_stack_results
 
 SMALL = "bench_containers.SmallContainers.time_read"
 LARGE = "bench_containers.LargeContainers.time_read"
@@ -104,20 +104,7 @@ def _results(tmp: Path, results: dict = RESULTS, grid: dict = GRID) -> Path:
             q25 = [v * (1 - s) if timed and s else None for v, s in zip(got, spread)]
             q75 = [v * (1 + s) if timed and s else None for v, s in zip(got, spread)]
             rows[key] = [got, grid[key][1], "1", 0, 1.0, q25, q75]
-        data = {
-            "commit_hash": "a" * 40,
-            "env_name": f"env-{stack}",
-            "date": 1795490726000,
-            "params": dict(MACHINE, python="3.11"),
-            "python": "3.11",
-            "requirements": {},
-            "env_vars": {"IMGLOAD_STACK": stack},
-            "result_columns": COLUMNS,
-            "results": rows,
-            "durations": {},
-            "version": 2,
-        }
-        (folder / "box" / f"aaaaaaaa-env-{stack}.json").write_text(json.dumps(data))
+        write_stack_results(folder / "box", MACHINE, stack, COLUMNS, rows)
     return folder
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from imgload import datasets, execution, shared_arrays
 
-from .helpers import REPO, alive, reaped
+from .helpers import REPO, alive, arrays_equal, reaped, sequential_arrays
 
 
 @pytest.fixture
@@ -26,17 +26,6 @@ def fresh_pools():
     execution.shutdown_process_pools()
     yield
     execution.shutdown_process_pools()
-
-
-def _sequential(loader, fmt, files):
-    with execution.Runner("sequential", loader, fmt) as seq:
-        return seq.run(files)
-
-
-def _equal(got, expected) -> bool:
-    return len(got) == len(expected) and all(
-        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, expected)
-    )
 
 
 # ------------------------------------------------------------------ the arena alone
@@ -89,13 +78,13 @@ def test_the_arena_travels_only_with_a_spawned_process():
 
 def test_processes_return_views_of_one_shared_region_and_pickle_nothing(tiny_large, fresh_pools):
     files = datasets.sample_files(tiny_large, "jpeg", "full")
-    expected = _sequential("cv2", "jpeg", files)
+    expected = sequential_arrays("cv2", "jpeg", files)
     with execution.Runner(
         "processes-2", "cv2", "jpeg", prime=datasets.priming_file(tiny_large, "jpeg")
     ) as runner:
         pool = runner._pool
         got = runner.run(files)
-        assert _equal(got, expected)
+        assert arrays_equal(got, expected)
         assert pool.spilled == 0
         blocks = {id(a.base) for a in got}
         assert len(blocks) == 1 and isinstance(got[0].base, np.ndarray)  # one lease holds them all
@@ -107,18 +96,18 @@ def test_processes_return_views_of_one_shared_region_and_pickle_nothing(tiny_lar
 
 def test_results_kept_by_the_caller_survive_later_calls(tiny, fresh_pools):
     files = datasets.sample_files(tiny, "png", "full")
-    expected = _sequential("pil", "png", files)
+    expected = sequential_arrays("pil", "png", files)
     with execution.Runner(
         "processes-2", "pil", "png", prime=datasets.priming_file(tiny, "png")
     ) as runner:
         kept = runner.run(files)
         for _ in range(3):  # each call needs a region of its own while `kept` lives
             again = runner.run(files[::-1])
-            assert _equal(again, expected[::-1])
-        assert _equal(kept, expected)
+            assert arrays_equal(again, expected[::-1])
+        assert arrays_equal(kept, expected)
     # workers gone, arena's descriptor closed: the views stay valid
     execution.shutdown_process_pools()
-    assert _equal(kept, expected)
+    assert arrays_equal(kept, expected)
 
 
 def test_images_of_different_sizes_in_one_call(tiny, tiny_large, fresh_pools):
@@ -129,29 +118,29 @@ def test_images_of_different_sizes_in_one_call(tiny, tiny_large, fresh_pools):
     files = [f for pair in zip(small, large) for f in pair] + small[
         len(large) :
     ]  # mixed, the large ones spread
-    expected = _sequential("cv2", "png", files)
+    expected = sequential_arrays("cv2", "png", files)
     with execution.Runner(
         "processes-2", "cv2", "png", prime=datasets.priming_file(tiny, "png")
     ) as runner:
         pool = runner._pool
         assert pool.slot == shared_arrays.aligned(32 * 32 * 3)
-        assert _equal(runner.run(files), expected)
+        assert arrays_equal(runner.run(files), expected)
         assert pool.spilled > 0
         spilled = pool.spilled
         assert pool.slot == shared_arrays.aligned(75 * 100 * 3)
-        assert _equal(runner.run(files), expected)
+        assert arrays_equal(runner.run(files), expected)
         assert pool.spilled == spilled
 
 
 def test_without_a_priming_file_the_first_call_learns_the_size(tiny, fresh_pools):
     files = datasets.sample_files(tiny, "jpeg", "full")
-    expected = _sequential("cv2", "jpeg", files)
+    expected = sequential_arrays("cv2", "jpeg", files)
     with execution.Runner("processes-2", "cv2", "jpeg") as runner:
         assert runner._pool.slot == 0
-        assert _equal(runner.run(files), expected)
+        assert arrays_equal(runner.run(files), expected)
         assert runner._pool.slot == shared_arrays.aligned(32 * 32 * 3)
         got = runner.run(files)
-        assert _equal(got, expected) and isinstance(got[0].base, np.ndarray)
+        assert arrays_equal(got, expected) and isinstance(got[0].base, np.ndarray)
 
 
 def test_a_killed_worker_is_reported_and_the_next_runner_gets_a_new_pool(tiny, fresh_pools):
