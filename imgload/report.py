@@ -187,6 +187,11 @@ class Table:
         )
 
     @property
+    def empty(self) -> bool:
+        """No result in any stack."""
+        return not any(v is not None for column in self.cells for v in column.values())
+
+    @property
     def process_size(self) -> int | None:
         """Samples per process: asv's repeat, where it ran more than one round of a fixed count."""
         return process_size(self.bench)
@@ -290,6 +295,10 @@ def group_section(t: Table) -> list[str]:
     names, combos = t.names, t.bench.combos
     title = t.bench.key
     out = [f"### {title}", ""]
+    if (
+        t.empty
+    ):  # e.g. bench_dataloader outside its opt-in torch stack: a table of n/a says nothing
+        return out + [f"{NA} in every stack on this machine (not run, failed or skipped).", ""]
     if t.bench.info.get("type") != "time":
         unit = t.bench.info.get("unit", "")
         out += [
@@ -654,6 +663,8 @@ def machine_section(
     out += containers_section(all_tables, sizes_table(machine, benchmarks))
     for t in all_tables.values():
         out += group_section(t)
+        if t.empty:
+            continue
         out += elsewhere_note(t, machine)
         if not all(ld.recorded for ld in t.loads) and t.bench.info.get("type") == "time":
             out += [

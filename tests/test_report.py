@@ -630,3 +630,26 @@ def test_a_difference_no_larger_than_the_run_s_process_noise_is_not_marked(tmp_p
     assert 0.0122 / 0.0101 < floor < 1.3  # b's jpeg processes pair with a's no further apart
     assert f"{floor:.2f}× over all 4 results" in text  # too few for a floor of its own
     assert f"here each beyond {floor:.2f}× in every pairing of processes" in text
+
+
+def test_a_benchmark_with_no_result_in_any_stack_gets_one_line_not_tables_of_na(tmp_path):
+    """bench_dataloader outside its opt-in torch stack: skipped (NaN) in every default stack."""
+    results = tmp_path / "results"
+    (results / "box").mkdir(parents=True)
+    params = [["'cv2'"], ["'jpeg'"], ["'sequential'"], ["'warm'"]]
+    info = {"name": SMALL, "type": "time", "unit": "seconds", "version": "1", "params": params}
+    info["param_names"] = ["decoder", "format", "execution", "cache"]
+    (results / "benchmarks.json").write_text(json.dumps({SMALL: info, "version": 2}))
+    machine = {"machine": "box", "cpu": "Test CPU", "num_cpu": "2", "os": "Linux"}
+    (results / "box" / "machine.json").write_text(json.dumps({**machine, "version": 1}))
+    columns = ["result", "params", "version", "started_at", "duration"]
+    for stack in ("a", "b"):
+        row = [[float("nan")], params, "1", 0, 1.0]
+        write_stack_results(results / "box", machine, stack, columns, {SMALL: row})
+    text = _run_report(results, tmp_path / "out")
+    section = text[text.index(f"### {SMALL}") :].split("\n### ")[0]
+    assert (
+        section.splitlines()[2]
+        == "n/a in every stack on this machine (not run, failed or skipped)."
+    )
+    assert "|" not in section and "Images per call" not in section
