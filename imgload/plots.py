@@ -32,15 +32,6 @@ def _save(fig, path: Path) -> None:
         plt.close(fig)
 
 
-def _levels(t, name: str) -> list:
-    k = t.index(name)
-    return list(dict.fromkeys(c[k] for c in t.bench.combos))
-
-
-def _combo(t, **fixed) -> tuple:
-    return tuple(fixed[n] for n in t.names)
-
-
 def _usable(tables: dict) -> list:
     return [t for t in tables.values() if NEEDED <= set(t.names)]
 
@@ -112,18 +103,18 @@ def decoders_plot(tables: dict, path: Path) -> bool:
     usable = _usable(tables)
     if not usable:
         return False
-    formats = _levels(usable[0], "format")
+    formats = usable[0].levels("format")
     fig, axes = plt.subplots(
         len(usable), len(formats), figsize=(5.2 * len(formats), 3.4 * len(usable)), squeeze=False
     )
     for row, t in enumerate(usable):
         for col, fmt in enumerate(formats):
             ax = axes[row][col]
-            decoders = [d for d in _levels(t, "decoder") if _has_data(t, decoder=d, format=fmt)]
+            decoders = [d for d in t.levels("decoder") if _has_data(t, decoder=d, format=fmt)]
 
             def micros(i, decoder, t=t, fmt=fmt):
                 v = t.per_image(
-                    i, _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm")
+                    i, t.combo(decoder=decoder, format=fmt, execution="sequential", cache="warm")
                 )
                 return None if v is None else v * 1e6
 
@@ -131,7 +122,7 @@ def decoders_plot(tables: dict, path: Path) -> bool:
                 q = _quartiles(
                     t,
                     i,
-                    _combo(t, decoder=decoder, format=fmt, execution="sequential", cache="warm"),
+                    t.combo(decoder=decoder, format=fmt, execution="sequential", cache="warm"),
                 )
                 images = t.loads[i].images
                 return (
@@ -156,7 +147,7 @@ def threads_plot(tables: dict, path: Path) -> bool:
     usable = _usable(tables)
     if not usable:
         return False
-    decoders = _levels(usable[0], "decoder")
+    decoders = usable[0].levels("decoder")
     fig, axes = plt.subplots(
         len(usable),
         len(decoders),
@@ -166,23 +157,21 @@ def threads_plot(tables: dict, path: Path) -> bool:
     )
     styles = {"jpeg": "-", "png": "--"}
     for row, t in enumerate(usable):
-        executions = [(e, *parse_execution(e)) for e in _levels(t, "execution")]
+        executions = [(e, *parse_execution(e)) for e in t.levels("execution")]
         top = max([w for _, _, w in executions] + [1])
         for col, decoder in enumerate(decoders):
             ax = axes[row][col]
             ax.plot([1, top], [1, top], ":", color="grey")
             for i, _column in enumerate(t.columns):
                 color = f"C{i}"
-                for fmt in _levels(t, "format"):
-                    seq_combo = _combo(
-                        t, decoder=decoder, format=fmt, execution="sequential", cache="warm"
+                for fmt in t.levels("format"):
+                    seq_combo = t.combo(
+                        decoder=decoder, format=fmt, execution="sequential", cache="warm"
                     )
                     seq, seq_q = t.cells[i].get(seq_combo), _quartiles(t, i, seq_combo)
                     points = {"threads": [], "processes": []}
                     for name, kind, workers in executions:
-                        combo = _combo(
-                            t, decoder=decoder, format=fmt, execution=name, cache="warm"
-                        )
+                        combo = t.combo(decoder=decoder, format=fmt, execution=name, cache="warm")
                         v, q = t.cells[i].get(combo), _quartiles(t, i, combo)
                         if seq is not None and v:
                             # error bar: the speedup from the quartiles, slowest sequential over
@@ -250,8 +239,8 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
     panels = [
         [
             (d, f)
-            for d in _levels(t, "decoder")
-            for f in _levels(t, "format")
+            for d in t.levels("decoder")
+            for f in t.levels("format")
             if _has_data(t, decoder=d, format=f)
         ]
         for t in usable
@@ -263,7 +252,7 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
         def ratio(i, label, t=t):
             warm, cold = (
                 t.cells[i].get(
-                    _combo(t, decoder=label[0], format=label[1], execution="sequential", cache=c)
+                    t.combo(decoder=label[0], format=label[1], execution="sequential", cache=c)
                 )
                 for c in ("warm", "cold")
             )
@@ -276,7 +265,7 @@ def cold_warm_plot(tables: dict, path: Path) -> bool:
                 _quartiles(
                     t,
                     i,
-                    _combo(t, decoder=label[0], format=label[1], execution="sequential", cache=c),
+                    t.combo(decoder=label[0], format=label[1], execution="sequential", cache=c),
                 )
                 for c in ("warm", "cold")
             )

@@ -209,6 +209,18 @@ class Table:
                     out.append(verdict.process_spread(groups))
         return out
 
+    def levels(self, name: str) -> list:
+        """The values parameter `name` takes, in the benchmark's order ([] if it has none)."""
+        k = self.index(name)
+        return [] if k is None else list(dict.fromkeys(c[k] for c in self.bench.combos))
+
+    def combo(self, **fixed) -> tuple | None:
+        """The parameter combination with these values, or None where `fixed` does not name
+        exactly this benchmark's parameters."""
+        if set(self.names) != set(fixed):
+            return None
+        return tuple(fixed[n] for n in self.names)
+
     def replace(self, combo: tuple, name: str, value) -> tuple:
         k = self.index(name)
         return combo[:k] + (value,) + combo[k + 1 :]

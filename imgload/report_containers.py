@@ -11,7 +11,7 @@ disk. Pure: the report's Tables in, Markdown lines out; report.machine_section c
 from __future__ import annotations
 
 from .containers import DECODER
-from .report import NA, Table, md_table, seconds, table, timing_tables
+from .report import NA, Table, md_table, plus_minus, seconds, table, timing_tables
 from .results import Benchmark, Machine
 
 # bench_sample's record of each container's bytes on disk per image. It is in bench_sample's
@@ -65,7 +65,7 @@ def _stack_table(
 ) -> list[str]:
     """Stack i's table: the per-file row, then a row per container, as captioned lines."""
     images = t.loads[i].images
-    columns = [(o, c) for c in _values(t, "cache") for o in _values(t, "order")]
+    columns = [(o, c) for c in t.levels("cache") for o in t.levels("order")]
     header = [
         "stored as",
         *[f"{order}, {cache}" for order, cache in columns],
@@ -80,12 +80,12 @@ def _stack_table(
             NOT_MEASURED,
         ]
     ]
-    for name in _values(t, "container"):
+    for name in t.levels("container"):
         per_image = None if sizes is None else sizes.cells[i].get((t.bench.group, name))
         rows.append(
             [
                 name,
-                *[_time(t, i, _combo(t, container=name, order=o, cache=c)) for o, c in columns],
+                *[_time(t, i, t.combo(container=name, order=o, cache=c)) for o, c in columns],
                 NA if per_image is None else f"{per_image / 1e3:.1f} KB",
                 NA if per_image is None or not images else _mb(per_image * images),
             ]
@@ -95,25 +95,12 @@ def _stack_table(
     return [caption, "", md_table(header, rows), ""]
 
 
-def _values(t: Table, name: str) -> list:
-    """The values parameter `name` takes in t's benchmark, in its order."""
-    k = t.index(name)
-    return [] if k is None else list(dict.fromkeys(c[k] for c in t.bench.combos))
-
-
-def _combo(t: Table, **fixed) -> tuple | None:
-    """t's parameter combination with these values, or None where t has no such parameter."""
-    if set(t.names) != set(fixed):
-        return None
-    return tuple(fixed[n] for n in t.names)
-
-
 def _file_time(files: Table | None, i: int, order: str, cache: str) -> str:
     if order != "sequential":
         return NOT_MEASURED  # the per-file benchmarks read the files in sample order only
     if files is None:
         return NA
-    return _time(files, i, _combo(files, **FILE_PARAMS, cache=cache))
+    return _time(files, i, files.combo(**FILE_PARAMS, cache=cache))
 
 
 def _time(t: Table, i: int, combo: tuple | None) -> str:
@@ -122,10 +109,7 @@ def _time(t: Table, i: int, combo: tuple | None) -> str:
     value = None if combo is None else t.per_image(i, combo)
     if value is None:
         return NA
-    noise = t.noise(i, combo)
-    if noise is None:
-        return seconds(value)
-    return seconds(value) + (f" ±{noise:.0%}" if noise >= 0.005 else " ±<1%")
+    return seconds(value) + plus_minus(t.noise(i, combo))
 
 
 def _mb(size: float) -> str:

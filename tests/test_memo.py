@@ -23,6 +23,13 @@ SECONDS = re.compile(r"([0-9]+\.[0-9]+) s( ±(<1|[0-9]+)%)?")
 RATIO = re.compile(r"([0-9.]+)×")
 
 
+def _in_checkout(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """A memo command from the checkout, with the tests' environment, its output captured."""
+    return subprocess.run(
+        cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _memo_cmd(manifest, data_dir, out, *extra) -> list[str]:
     return [
         sys.executable,
@@ -54,14 +61,7 @@ def _positive_seconds(cell: str) -> float:
 @pytest.fixture(scope="module")
 def memo_run(tiny, manifests, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("memo") / "out"
-    done = subprocess.run(
-        _memo_cmd(manifests["small"], data_dir, out, "--repeats", "3"),
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _in_checkout(_memo_cmd(manifests["small"], data_dir, out, "--repeats", "3"), 300)
     assert done.returncode == 0, done.stderr
     return out, done
 
@@ -304,14 +304,7 @@ def test_a_data_dir_on_tmpfs_is_refused_before_timing(tiny, manifests, tmp_path)
     target = Path(tempfile.mkdtemp(prefix="imgload-memo-tmpfs-", dir=shm))
     try:
         shutil.copytree(tiny, target / tiny.name)
-        done = subprocess.run(
-            _memo_cmd(manifests["small"], target, tmp_path / "out"),
-            cwd=REPO,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = _in_checkout(_memo_cmd(manifests["small"], target, tmp_path / "out"), 120)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert f"{target / tiny.name}: its files cannot be evicted" in done.stderr
         assert "IMGLOAD_DATA_DIR" in done.stderr
@@ -341,14 +334,8 @@ def test_a_failure_mid_run_keeps_the_last_table(tiny, manifests, data_dir, tmp_p
     out = tmp_path / "out"
     out.mkdir()
     (out / "memo.md").write_text("the last memo\n")
-    done = subprocess.run(
-        [sys.executable, "-c", FAIL_MID_RUN, *_memo_cmd(manifests["small"], data_dir, out)[3:]],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cmd = _memo_cmd(manifests["small"], data_dir, out)[3:]  # memo's arguments
+    done = _in_checkout([sys.executable, "-c", FAIL_MID_RUN, *cmd], 120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == (
         f"imgload: error: {memo.CELLS[3].label}: cold cache not reached: 3.0% of 16 files"
