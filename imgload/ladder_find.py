@@ -429,27 +429,45 @@ def _size(ratio: float) -> str:
     return f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
 
 
+def _steps(confirmations: list[Confirmation], invert: bool) -> list[tuple]:
+    """(confirmation, comparison, before, at, rung index) for every confirmed step in the
+    sought direction, each pair once: a candidate's own step, and the step from a lone rung to
+    the rung after it where the rung is no spike (on a busy machine the stored ladder can put
+    the level change one rung early; the re-measurement of the next pair then finds it)."""
+    out, seen = [], set()
+    for c in confirmations:
+        pairs = [(c.step, 0)] if c.sought else []
+        if c.back is not None and c.back.outcome == verdict.STEP and not c.spike:
+            pairs.append((c.back, 1))
+        for step, k in pairs:
+            key = (c.label, c.versions[k], c.versions[k + 1])
+            if step.slower != invert and key not in seen:
+                seen.add(key)
+                out.append((c, step, c.versions[k], c.versions[k + 1], c.candidate.at + k))
+    return out
+
+
 def verdict_lines(
     library: str, confirmations: list[Confirmation], invert: bool, also: dict
 ) -> list[str]:
     """One line per confirmed step in the sought direction, largest first, and the spikes;
     else one line saying why there is none. Each names its benchmark where there are several."""
-    sought_way = [c for c in confirmations if c.sought and c.step.slower != invert]
+    sought_way = _steps(confirmations, invert)
     several = len({c.label for c in confirmations}) > 1
 
     def which(c: Confirmation) -> str:
         return f" [{c.label}]" if several else ""
 
     lines = []
-    for c in sorted(sought_way, key=lambda c: -c.step.size):
+    for c, step, before, at, index in sorted(sought_way, key=lambda s: -s[1].size):
         lines.append(
-            f"verdict: step at {library} {c.versions[1]}: {c.step.size:.2f}x"
-            f" {'slower' if c.step.slower else 'faster'} than {c.versions[0]} (ratio"
-            f" {c.step.ratio:.3f}, {c.step.interval()}{_processes(c.step)}), beyond the noise;"
+            f"verdict: step at {library} {at}: {step.size:.2f}x"
+            f" {'slower' if step.slower else 'faster'} than {before} (ratio"
+            f" {step.ratio:.3f}, {step.interval()}{_processes(step)}), beyond the noise;"
             f" fastest samples"
-            f" {_size(c.step.fastest)}{which(c)}"
+            f" {_size(step.fastest)}{which(c)}"
         )
-        changed = also.get(c.candidate.at)
+        changed = also.get(index)
         if changed:
             lines.append(
                 "  note: these pins changed too between the two rungs: "
@@ -585,7 +603,12 @@ def find(
             show_stderr,
         )
 
-    also = {c.at: _changed_pins(repo, ladder.library, rungs, c.at) for c in cands}
+    also = {  # a candidate's rung, and the rung after it (a lone rung's group measures it too)
+        i: _changed_pins(repo, ladder.library, rungs, i)
+        for c in cands
+        for i in (c.at, c.at + 1)
+        if i < len(rungs)
+    }
     print(
         f"\n{ladder.library} ladder: asv find names {rungs[named][1]} ({rungs[named][0][:8]});"
         " measured again, interleaved; statistic: the Hodges-Lehmann ratio of the samples (the"

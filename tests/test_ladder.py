@@ -593,10 +593,11 @@ def test_make_find_names_the_real_step_never_the_spike_and_keeps_the_ladders_res
     ), out.stdout[-3000:]
     # the probe's cost ratio is 17 / 10 units of spinning (each call also pays a fixed cost, so
     # its time ratio is a little lower); the printed ratio is near it and its interval lies
-    # beyond the 1.1x threshold, over the samples and over processes. Samples taken in one
-    # process share that process's speed level on this VM, so the samples' interval, which
-    # takes them as independent, can be too narrow (one CI run: ratio 1.493, 99% CI 1.245 ..
-    # 1.685); the interval over processes takes each process as one observation.
+    # beyond the 1.1x threshold. Samples taken in one process share that process's speed level
+    # on this VM, so the samples' interval, which takes them as independent, can be too narrow
+    # (one CI run: ratio 1.493, 99% CI 1.245 .. 1.685); the interval over processes takes each
+    # process as one observation, and with 6 + 6 processes on a busy machine it can be wide
+    # (one CI run: 0.875 .. 2.51), so only its ratio and its order are asserted.
     ratio, low, high = map(
         float, re.search(r"\(ratio ([\d.]+), 99% CI ([\d.]+) \.\. ([\d.]+);", steps[0]).groups()
     )
@@ -604,7 +605,7 @@ def test_make_find_names_the_real_step_never_the_spike_and_keeps_the_ladders_res
     by_process = re.search(r"over processes ([\d.]+), 99% CI ([\d.]+) \.\. ([\d.]+)\)", steps[0])
     assert by_process, steps[0]
     p_ratio, p_low, p_high = map(float, by_process.groups())
-    assert 1.1 < p_low <= p_ratio <= p_high and 1.4 < p_ratio < 2.5, steps[0]
+    assert p_low <= p_ratio <= p_high and 1.4 < p_ratio < 2.5, steps[0]
     assert not any("3.0" in v for v in steps), verdicts
 
 
@@ -755,3 +756,24 @@ def test_verdict_lines_say_too_noisy_only_for_a_pair_nothing_decided():
         "demo-lib", [undecided, decided_elsewhere], invert=False, also={}
     )
     assert line.startswith("verdict: no significant step (slowdown) on this ladder")
+
+
+def test_verdict_lines_name_a_step_found_after_a_lone_rung():
+    """On a busy machine the stored ladder can put a level change one rung early: the lone rung
+    5.0 is measured with 4.0 and with 6.0, and the real step, 5.0 -> 6.0, shows in the second
+    pair. That is a confirmed step at 6.0 (seen in CI: it was reported as no step)."""
+    from imgload import ladder_find
+
+    early = _confirmation(["4.0", "5.0", "6.0"], [10, 10, 17], at=1, lone=True)
+    assert early.step.outcome != "step" and early.back.outcome == "step" and not early.spike
+    lines = ladder_find.verdict_lines(
+        "demo-lib", [early], invert=False, also={2: {"numpy": ("1.26.4", "2.2.6")}}
+    )
+    assert lines[0].startswith("verdict: step at demo-lib 6.0: 1.70x slower than 5.0 (ratio 1.700")
+    assert (
+        lines[1] == "  note: these pins changed too between the two rungs: numpy 1.26.4 -> 2.2.6"
+    )
+    assert len(lines) == 2
+    # the same pair measured as its own candidate too is reported once
+    own = _confirmation(["5.0", "6.0"], [10, 17], at=2)
+    assert len(ladder_find.verdict_lines("demo-lib", [early, own], invert=False, also={})) == 1
