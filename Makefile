@@ -16,12 +16,14 @@ PYTEST_ARGS ?=
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
 # check the interpreter .venv is made from (.venv's own once it exists) before anything is built:
-# a machine without it gets one line saying so, not a half-built .venv or a failing asv.
+# a machine without it gets one line saying so, not a half-built .venv or a failing asv. The same
+# holds for every target that builds stacks: the opt-in torch stack and the ladders' rungs.
 STACK_PYTHON := 3.11
+STACK_GOALS  := bench test bench-torch ladder find
 venv_python = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
-ifneq ($(filter bench test,$(MAKECMDGOALS)),)
+ifneq ($(filter $(STACK_GOALS),$(MAKECMDGOALS)),)
   found_python := $(shell $(venv_python) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-  python_hint := the benchmark stacks are built for CPython $(STACK_PYTHON) (README: Set up); install it, or $(if $(wildcard $(BIN)/python),remove $(VENV) and )point PYTHON at one: make $(firstword $(filter bench test,$(MAKECMDGOALS))) PYTHON=/path/to/python$(STACK_PYTHON)
+  python_hint := the benchmark stacks are built for CPython $(STACK_PYTHON) (README: Set up); install it, or $(if $(wildcard $(BIN)/python),remove $(VENV) and )point PYTHON at one: make $(firstword $(filter $(STACK_GOALS),$(MAKECMDGOALS))) PYTHON=/path/to/python$(STACK_PYTHON)
   ifeq ($(found_python),)
     $(error $(venv_python) not found: $(python_hint))
   else ifneq ($(found_python),$(STACK_PYTHON))

@@ -42,6 +42,9 @@ LOADS = {
     "ContainerOpen": ("small", "open"),
     "SmallDataLoader": ("small", "epoch"),  # bench_dataloader's epochs (the opt-in torch stack)
     "LargeDataLoader": ("large", "epoch"),
+    # a fresh DataLoader's first batch: timed per call (per batch), its batch's images named
+    "SmallFirstBatch": ("small", "first-batch"),
+    "LargeFirstBatch": ("large", "first-batch"),
 }
 
 # bench_codecs times every image decoder from a file and from memory, some seventy
@@ -89,7 +92,8 @@ def _say(msg: str) -> None:
 
 def images_per_call(root: str, what: str) -> int:
     """Images one timed call loads: the profile's sample of files, bench_codecs' share of it,
-    one whole CIFAR batch, the images a container holds for the profile, or one (an open)."""
+    one whole CIFAR batch, the images a container holds for the profile, one (an open), a
+    DataLoader's epoch or its first batch."""
     index = datasets.load_index(root)
     if what == "batch":
         return int(index["batches"][cifar.TRAIN_BATCHES[0]]["count"])
@@ -103,6 +107,10 @@ def images_per_call(root: str, what: str) -> int:
         from . import dataloader  # here, not at the top: it imports this module
 
         return len(dataloader.epoch_indices(index))
+    if what == "first-batch":  # one batch of the epoch's files
+        from . import dataloader
+
+        return min(dataloader.BATCH_SIZE, len(dataloader.epoch_indices(index)))
     return len(datasets.sample_indices(index, datasets.profile()))
 
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from imgload import dataloader, datasets, decoders, envcheck, suite
+from imgload import dataloader, datasets, decoders, envcheck, report, suite
 
 from .helpers import (
     REPO,
@@ -26,8 +26,10 @@ from .helpers import (
     asv_quick_in_venv,
     git,
     local_asv_config,
+    md_tables,
     reaped,
     sequential_arrays,
+    write_stack_results,
 )
 
 # pytest resets warning filters per test; imgload.dataloader silences these two for the
@@ -84,12 +86,65 @@ def test_batches_cover_the_files_in_order():
     assert dataloader.batches_of(0, 32) == []
 
 
-def test_the_epochs_are_per_image_in_the_report_and_the_first_batch_per_call():
+def test_the_epochs_are_per_image_in_the_report_and_the_first_batch_per_call(tiny, tiny_large):
     """The report divides a call by the images bench_sample records for its class (suite.LOADS):
-    an epoch loads epoch_indices' images; a first batch is one batch, per call."""
+    an epoch loads epoch_indices' images; a first batch is timed per call, and its caption names
+    the batch's images, as many as the epoch has up to one batch."""
     assert suite.LOADS["SmallDataLoader"] == ("small", "epoch")
     assert suite.LOADS["LargeDataLoader"] == ("large", "epoch")
-    assert "SmallFirstBatch" not in suite.LOADS and "LargeFirstBatch" not in suite.LOADS
+    assert suite.LOADS["SmallFirstBatch"] == ("small", "first-batch")
+    assert suite.LOADS["LargeFirstBatch"] == ("large", "first-batch")
+    for root in (tiny, tiny_large):
+        epoch = suite.images_per_call(str(root), "epoch")
+        assert suite.images_per_call(str(root), "first-batch") == min(dataloader.BATCH_SIZE, epoch)
+
+
+def test_the_report_times_a_first_batch_per_batch_and_names_its_images(tmp_path):
+    """Hand-made results of one stack: the first batch's table is in seconds per first batch,
+    its caption names the images bench_sample recorded, and the epoch's stays per image."""
+    first, epoch = (
+        "bench_dataloader.SmallFirstBatch.time_first_batch",
+        ("bench_dataloader.SmallDataLoader.time_epoch"),
+    )
+    images = "bench_sample.Sample.track_images_per_call"
+    grid = [["'cv2'"], ["'jpeg'"], ["0", "2"], ["'warm'"]]
+    names = ["decoder", "format", "num_workers", "cache"]
+    bench = {"version": 2}
+    for key, kind, params, pnames in (
+        (first, "time", grid, names),
+        (epoch, "time", grid, names),
+        (images, "track", [["'SmallFirstBatch'", "'SmallDataLoader'"]], ["benchmark"]),
+    ):
+        unit = "seconds" if kind == "time" else "images"
+        bench[key] = dict(
+            name=key, type=kind, unit=unit, version="1", params=params, param_names=pnames
+        )
+    folder = tmp_path / "results"
+    (folder / "box").mkdir(parents=True)
+    (folder / "benchmarks.json").write_text(json.dumps(bench))
+    machine = {"machine": "box", "cpu": "CPU", "num_cpu": "2", "os": "Linux", "version": 1}
+    (folder / "box" / "machine.json").write_text(json.dumps(machine))
+    columns = ["result", "params", "version"]
+    write_stack_results(
+        folder / "box",
+        machine,
+        "s",
+        columns,
+        {
+            first: [[0.0017, 0.085], grid, "1"],
+            epoch: [[0.032, 0.040], grid, "1"],
+            images: [[32, 1000], bench[images]["params"], "1"],
+        },
+    )
+    text = report.render(folder, tmp_path / "out").read_text()
+    assert (
+        "Seconds per first batch (median of asv's samples ± spread, marks as in the table at a"
+        " glance; one call starts a fresh loader and takes its first batch of 32 images)" in text
+    )
+    first_rows = md_tables(text[text.index(f"### {first}") :])[0]
+    assert first_rows[1][-1].startswith("1.70ms") and first_rows[2][-1].startswith("85.0ms")
+    epoch_rows = md_tables(text[text.index(f"### {epoch}") :])[0]
+    assert epoch_rows[1][-1].startswith("32.0μs")  # 32 ms over 1,000 images
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def _fake_python(tmp_path, version: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("goal", ["bench", "test"])
+@pytest.mark.parametrize("goal", ["bench", "test", "bench-torch", "ladder", "find"])
 @pytest.mark.parametrize("python", ["missing", "3.12"])
 def test_make_without_the_stacks_python_says_so_in_one_line_and_builds_nothing(
     tmp_path, goal, python
