@@ -43,6 +43,9 @@ venv: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m imgload data prepare $${IMGLOAD_DATASET:-synthetic-cifar10}
 	$(BIN)/python -m imgload data prepare $${IMGLOAD_LARGE_DATASET:-synthetic-large}
+	$(BIN)/python -m imgload data prepare $${IMGLOAD_FORMATS_DATASET:-synthetic-formats}
+	$(BIN)/python -m imgload data prepare $${IMGLOAD_MEDIUM_DATASET:-synthetic-1024}
+	$(BIN)/python -m imgload data prepare $${IMGLOAD_CAMERA_DATASET:-synthetic-12mp}
 
 machine: $(STAMP)
 	$(ASV) machine --yes > /dev/null

@@ -4,8 +4,9 @@ A class states its params and what it times; from here it takes how it is timed 
 dataset it reads:
 - `Benchmark`: one call per sample, setup (eviction for cold) before every call, ROUNDS x REPEAT
   samples interleaved across stacks, and a teardown that closes the call's workers.
-- `SmallDataset` / `LargeDataset`: the setup_cache that prepares the dataset and hands its root
-  to every benchmark. asv keys a setup_cache by the file and line that define it, so each of
+- `SmallDataset` / `LargeDataset` (and bench_formats' `FormatsDataset`, `MediumDataset`,
+  `CameraDataset`): the setup_cache that prepares the dataset and hands its root to every
+  benchmark. asv keys a setup_cache by the file and line that define it, so each of
   these runs once per environment for all the classes that inherit it, not once per class.
 """
 
@@ -46,5 +47,32 @@ class LargeDataset(Benchmark):
 
     def setup_cache(self):
         return suite.prepare(suite.large_dataset())
+
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
+
+
+class FormatsDataset(Benchmark):
+    """Reads every image format and JPEG variant at 500x375 (IMGLOAD_FORMATS_DATASET)."""
+
+    def setup_cache(self):
+        return suite.prepare(suite.dataset("formats"))
+
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
+
+
+class MediumDataset(Benchmark):
+    """Reads 1024x768 images (IMGLOAD_MEDIUM_DATASET)."""
+
+    def setup_cache(self):
+        return suite.prepare(suite.dataset("medium"))
+
+    setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite
+
+
+class CameraDataset(Benchmark):
+    """Reads 4000x3000 (12 MP) camera-sized images (IMGLOAD_CAMERA_DATASET)."""
+
+    def setup_cache(self):
+        return suite.prepare(suite.dataset("camera"))
 
     setup_cache.timeout = suite.SETUP_CACHE_TIMEOUT  # seconds without output, see suite

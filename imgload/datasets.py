@@ -356,6 +356,10 @@ def prepare(
     target = root / m.name
     if is_complete(target, m):
         return target
+    try:  # a stack that cannot write a format stops here, before anything is made or removed
+        materialize.check_encoders(m.formats)
+    except materialize.EncoderMissing as e:
+        raise DatasetError(f"dataset {m.name}: {e}") from None
     _ensure_writable(root)
     with _locked(root / LOCKS / f"{m.name}.lock", log, f"preparing {m.name}"):
         if is_complete(target, m):  # another process finished while we waited
@@ -653,16 +657,7 @@ def _build(m: Manifest, partial: Path, source: Source, log) -> None:
         "formats": {fmt: _size_summary(fmt, info["sizes"]) for fmt, info in files.items()},
         "batches": batches,
         "encoding": {
-            "jpeg": {
-                "quality": materialize.JPEG_QUALITY,
-                "subsampling": materialize.JPEG_SUBSAMPLING,
-            },
-            "png": {"compress_level": materialize.PNG_COMPRESS_LEVEL},
-            "pickle-p2": "pickle protocol 2 of the ndarray (what ndarray.dump writes)",
-            "pickle-p5": "pickle protocol 5, in-band,"
-            " rebuilt by the public numpy.ndarray constructor",
-            "npy": "numpy.save",
-            "versions": materialize.encoder_versions(),
+            **materialize.encoding_record(m.formats),
             **({"originals": ORIGINALS_NOTE} if isinstance(images, imagefolder.Images) else {}),
         },
     }

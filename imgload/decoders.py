@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .materialize import CODEC
+
 Load = Callable[[str | bytes], np.ndarray]
 SOURCES = ("file", "memory")
 
@@ -90,8 +92,22 @@ def _cv2(fmt: str, source: str) -> Load:
     return decode if source == "memory" else load
 
 
+# Pillow reads HEIC and JPEG XL only through a plugin, which its users register (pillow-heif)
+# or import (pillow-jxl-plugin) first; imageio and scikit-image read them through Pillow too
+_PILLOW_PLUGINS = {"heic": ("pillow_heif", "register_heif_opener"), "jxl": ("pillow_jxl", None)}
+
+
+def _pillow_plugin(fmt: str) -> None:
+    if fmt in _PILLOW_PLUGINS:
+        module, register = _PILLOW_PLUGINS[fmt]
+        plugin = _require(module)
+        if register:
+            getattr(plugin, register)()
+
+
 def _pil(fmt: str, source: str) -> Load:
     image = _require("PIL.Image")
+    _pillow_plugin(fmt)
 
     def load(path: str) -> np.ndarray:
         with image.open(path) as im:
@@ -106,6 +122,7 @@ def _pil(fmt: str, source: str) -> Load:
 
 def _imageio(fmt: str, source: str) -> Load:
     iio = _require("imageio.v3")
+    _pillow_plugin(fmt)
 
     def load(src: str | bytes) -> np.ndarray:  # imageio's uri is a path or the bytes themselves
         return _rgb(iio.imread(src), src)
@@ -126,9 +143,23 @@ def _simplejpeg(fmt: str, source: str) -> Load:
     return decode if source == "memory" else load
 
 
+# imagecodecs' decoder for each codec, and the name of its availability flag
+_IMAGECODECS = {
+    "png": ("png_decode", "PNG"),
+    "jpeg": ("jpeg8_decode", "JPEG8"),
+    "webp": ("webp_decode", "WEBP"),
+    "avif": ("avif_decode", "AVIF"),
+    "jxl": ("jpegxl_decode", "JPEGXL"),
+    "heic": ("heif_decode", "HEIF"),
+}
+
+
 def _imagecodecs(fmt: str, source: str) -> Load:
     codecs = _require("imagecodecs")
-    decode = codecs.png_decode if fmt == "png" else codecs.jpeg8_decode
+    function, flag = _IMAGECODECS[fmt]
+    if not getattr(codecs, flag).available:
+        raise Unavailable(f"imagecodecs {codecs.__version__} is built without {flag} here")
+    decode = getattr(codecs, function)
 
     def load(path: str) -> np.ndarray:
         with open(path, "rb") as f:
@@ -231,6 +262,7 @@ def _skimage(fmt: str, source: str) -> Load:
             "(for bytes its users call imageio, measured as `imageio`)"
         )
     skio = _require("skimage.io")
+    _pillow_plugin(fmt)  # skimage.io.imread reads through imageio, and so through Pillow
     return lambda path: _rgb(skio.imread(path), path)
 
 
@@ -257,25 +289,28 @@ def _numpy(fmt: str, source: str) -> Load:
     return lambda path: np.load(path, allow_pickle=allow_pickle)
 
 
-# name -> (formats it reads, builder(fmt, source))
+# name -> (codecs it reads, builder(codec, source)); a JPEG reader reads every JPEG variant
+_MAIN = frozenset({"png", "jpeg"})
+_PILLOW_READS = _MAIN | {"webp", "avif", "jxl", "heic"}
 LOADERS: dict[str, tuple[frozenset[str], Callable[[str, str], Load]]] = {
-    "cv2": (frozenset({"png", "jpeg"}), _cv2),
-    "pil": (frozenset({"png", "jpeg"}), _pil),
-    "imageio": (frozenset({"png", "jpeg"}), _imageio),
+    "cv2": (_MAIN | {"webp", "avif", "jxl"}, _cv2),
+    "pil": (_PILLOW_READS, _pil),
+    "imageio": (_PILLOW_READS, _imageio),
     "simplejpeg": (frozenset({"jpeg"}), _simplejpeg),
-    "imagecodecs": (frozenset({"png", "jpeg"}), _imagecodecs),
-    "pyvips": (frozenset({"png", "jpeg"}), _pyvips),
+    "imagecodecs": (_PILLOW_READS, _imagecodecs),
+    "pyvips": (_PILLOW_READS, _pyvips),
     "turbojpeg": (frozenset({"jpeg"}), _turbojpeg),
-    "kornia-rs": (frozenset({"png", "jpeg"}), _kornia_rs),
+    "kornia-rs": (_MAIN, _kornia_rs),
     "pyspng": (frozenset({"png"}), _pyspng),
     "ajpegli": (frozenset({"jpeg"}), _ajpegli),
-    "skimage": (frozenset({"png", "jpeg"}), _skimage),
+    "skimage": (_PILLOW_READS, _skimage),
     "pickle": (frozenset({"pickle-p2", "pickle-p5"}), _pickle),
     "numpy": (frozenset({"pickle-p2", "pickle-p5", "npy"}), _numpy),
 }
-# The pooled / cold-cache grid (bench_decode, bench_overhead): these five only, so that
-# grid stays within make bench's budget; bench_codecs times every image decoder, warm and
-# sequential, from a file and from memory.
+# Codecs a library reads only where it was built with them (OpenCV's wheels with or without
+# AVIF and JPEG XL, Pillow's with or without libavif, libvips' libheif without HEVC): whether it
+# can here is known by decoding a file, which readable() does, not from version numbers.
+BUILD_DEPENDENT = frozenset({"webp", "avif", "jxl", "heic"})
 IMAGE_DECODERS = ("cv2", "pil", "imageio", "simplejpeg", "imagecodecs")
 ALL_IMAGE_DECODERS = IMAGE_DECODERS + (
     "pyvips",
@@ -296,9 +331,23 @@ def get(name: str, fmt: str, source: str = "file") -> Load:
         raise ValueError(f"unknown loader {name!r}; known: {', '.join(LOADERS)}") from None
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
-    if fmt not in formats:
+    codec = CODEC.get(fmt, fmt)
+    if codec not in formats:
         raise Unavailable(f"{name} does not read {fmt} files")
-    return build(fmt, source)
+    return build(codec, source)
+
+
+def primed(name: str, fmt: str, load: Load, src: str | bytes) -> np.ndarray:
+    """`load(src)`: the priming decode before any timing. Where `fmt`'s codec is one the library
+    reads only if built with it, a failure says this build cannot read it (Unavailable, n/a,
+    with the library's own words); PNG and JPEG failures stay failures."""
+    try:
+        return load(src)
+    except Exception as e:
+        if CODEC.get(fmt, fmt) not in BUILD_DEPENDENT:
+            raise
+        said = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise Unavailable(f"{name} cannot read {fmt} files in this environment: {said}") from None
 
 
 def limit_library_threads() -> None:

@@ -21,15 +21,72 @@ import numpy as np
 from . import progress
 from .workers import fork_pool
 
-IMAGE_FORMATS = ("png", "jpeg")
+# The main formats (every benchmark class), then the formats and JPEG variants that bench_formats
+# times at one size: photos come as WebP, AVIF, JPEG XL and HEIC too, and as JPEGs of other
+# qualities, chroma subsampling and progressive scans.
+MAIN_IMAGE_FORMATS = ("png", "jpeg")
+JPEG_VARIANTS = ("jpeg-q75", "jpeg-q95", "jpeg-444", "jpeg-progressive")
+NEW_IMAGE_FORMATS = ("webp", "avif", "jxl", "heic")
+IMAGE_FORMATS = MAIN_IMAGE_FORMATS + JPEG_VARIANTS + NEW_IMAGE_FORMATS
 ARRAY_FORMATS = ("pickle-p2", "pickle-p5", "npy")
 FORMATS = IMAGE_FORMATS + ARRAY_FORMATS
-SUFFIX = {"png": ".png", "jpeg": ".jpg", "pickle-p2": ".pkl", "pickle-p5": ".pkl", "npy": ".npy"}
+SUFFIX = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    **dict.fromkeys(JPEG_VARIANTS, ".jpg"),
+    "webp": ".webp",
+    "avif": ".avif",
+    "jxl": ".jxl",
+    "heic": ".heic",
+    "pickle-p2": ".pkl",
+    "pickle-p5": ".pkl",
+    "npy": ".npy",
+}
+# the codec that reads a format: a decoder that reads JPEG reads every JPEG variant
+CODEC = {fmt: "jpeg" if fmt.startswith("jpeg") else fmt for fmt in FORMATS}
 
 # Baseline JPEG, 4:2:0 chroma subsampling (what cameras and ImageNet files mostly use).
 JPEG_QUALITY = 90
 JPEG_SUBSAMPLING = "4:2:0"
 PNG_COMPRESS_LEVEL = 6  # zlib's and Pillow's default
+
+# How each image format is written: the encoder and its settings, recorded in index.json. The
+# JPEG variants each change one setting of the baseline; WebP takes the JPEGs' quality; AVIF,
+# JPEG XL and HEIC take their encoders' defaults, stated here so a new release cannot move them.
+ENCODING = {
+    "png": {"encoder": "Pillow", "compress_level": PNG_COMPRESS_LEVEL},
+    "jpeg": {"encoder": "Pillow", "quality": JPEG_QUALITY, "subsampling": JPEG_SUBSAMPLING},
+    "jpeg-q75": {"encoder": "Pillow", "quality": 75, "subsampling": JPEG_SUBSAMPLING},
+    "jpeg-q95": {"encoder": "Pillow", "quality": 95, "subsampling": JPEG_SUBSAMPLING},
+    "jpeg-444": {"encoder": "Pillow", "quality": JPEG_QUALITY, "subsampling": "4:4:4"},
+    "jpeg-progressive": {
+        "encoder": "Pillow",
+        "quality": JPEG_QUALITY,
+        "subsampling": JPEG_SUBSAMPLING,
+        "progressive": True,
+    },
+    "webp": {
+        "encoder": "Pillow (libwebp)",
+        "quality": JPEG_QUALITY,
+        "method": 4,
+        "lossless": False,
+    },
+    "avif": {"encoder": "Pillow (libavif)", "quality": 75, "speed": 6, "subsampling": "4:2:0"},
+    "jxl": {"encoder": "imagecodecs (libjxl)", "distance": 1.0, "effort": 7},
+    "heic": {"encoder": "pillow-heif (libheif, x265)", "quality": 50},
+}
+# what each format needs to be written, beyond Pillow's JPEG and PNG (EncoderMissing says it)
+_NEEDS = {
+    "avif": "Pillow 11.3 or newer (its wheels bring libavif)",
+    "webp": "Pillow with WebP",
+    "jxl": "imagecodecs with JPEG XL",
+    "heic": "pillow-heif",
+}
+
+
+class EncoderMissing(RuntimeError):
+    """This environment cannot write a format the manifest asks for."""
+
 
 _IMAGES: np.ndarray | None = None  # set in the parent before the pool forks
 
@@ -51,16 +108,7 @@ class _PortablePickler(pickle.Pickler):
 def encode(fmt: str, image: np.ndarray) -> bytes:
     """The bytes of one file of `fmt` holding `image` (H, W, 3) uint8 RGB."""
     if fmt in IMAGE_FORMATS:
-        from PIL import Image
-
-        buf = io.BytesIO()
-        if fmt == "png":
-            Image.fromarray(image).save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-        else:
-            Image.fromarray(image).save(
-                buf, "JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING
-            )
-        return buf.getvalue()
+        return _encode_image(fmt, image)
     if fmt == "pickle-p2":
         return pickle.dumps(image, protocol=2)  # exactly what ndarray.dump(path) writes
     if fmt == "pickle-p5":
@@ -70,6 +118,45 @@ def encode(fmt: str, image: np.ndarray) -> bytes:
     if fmt == "npy":
         return _npy_header(image.shape, image.dtype.str) + image.tobytes()
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def _encode_image(fmt: str, image: np.ndarray) -> bytes:
+    settings = {k: v for k, v in ENCODING[fmt].items() if k != "encoder"}
+    if fmt == "jxl":
+        import imagecodecs
+
+        return bytes(imagecodecs.jpegxl_encode(image, **settings))
+    from PIL import Image
+
+    if fmt == "heic":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    pil_format = {"png": "PNG", "webp": "WEBP", "avif": "AVIF", "heic": "HEIF"}.get(fmt, "JPEG")
+    Image.fromarray(image).save(buf, pil_format, **settings)
+    return buf.getvalue()
+
+
+def can_encode(fmt: str) -> bool:
+    """Whether this environment can write `fmt` files (every format must be written by the
+    environment that prepares a dataset: data is shared between stacks, never rewritten)."""
+    try:
+        _encode_image(fmt, np.zeros((8, 8, 3), np.uint8))
+    except (ImportError, KeyError, OSError, ValueError):
+        return False
+    return True
+
+
+def check_encoders(formats) -> None:
+    """EncoderMissing, naming the first of `formats` this environment cannot write and what it
+    needs, before any file is written."""
+    for fmt in formats:
+        if fmt in _NEEDS and not can_encode(fmt):
+            raise EncoderMissing(
+                f"writing {fmt} files needs {_NEEDS[fmt]}, which this environment lacks"
+                " (`make data` prepares every dataset in .venv, which has it)"
+            )
 
 
 @functools.cache
@@ -175,12 +262,42 @@ def checksum_lines(files: dict, width: int) -> list[str]:
     ]
 
 
-def encoder_versions() -> dict:
+def encoder_versions(formats=IMAGE_FORMATS) -> dict:
+    """The versions of what wrote `formats`' files (with NumPy, which made the pixels)."""
     from PIL import Image, features
 
-    return {
+    out = {
         "pillow": Image.__version__,
         "libjpeg_turbo": features.version("libjpeg_turbo"),
         "zlib": features.version("zlib"),
         "numpy": np.__version__,
     }
+    if "webp" in formats:
+        out["libwebp"] = features.version("webp")
+    if "avif" in formats:
+        out["libavif"] = features.version("avif")
+    if "jxl" in formats:
+        import imagecodecs
+
+        out["imagecodecs"] = imagecodecs.__version__
+        out["libjxl"] = imagecodecs.jpegxl_version().split()[-1]
+    if "heic" in formats:
+        import pillow_heif
+
+        out["pillow_heif"] = pillow_heif.__version__
+        out["libheif"] = pillow_heif.libheif_version()
+    return out
+
+
+def encoding_record(formats) -> dict:
+    """index.json's "encoding": each image format's encoder and settings, the array formats'
+    writers, and the versions of what wrote them."""
+    arrays = {
+        "pickle-p2": "pickle protocol 2 of the ndarray (what ndarray.dump writes)",
+        "pickle-p5": "pickle protocol 5, in-band, rebuilt by the public numpy.ndarray constructor",
+        "npy": "numpy.save",
+    }
+    out = {fmt: ENCODING[fmt] for fmt in formats if fmt in ENCODING}
+    out.update({fmt: arrays[fmt] for fmt in formats if fmt in arrays})
+    out["versions"] = encoder_versions(tuple(f for f in formats if f in IMAGE_FORMATS))
+    return out

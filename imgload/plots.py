@@ -1,8 +1,9 @@
 """PNG plots for `imgload report` (matplotlib, Agg backend: no display needed).
 
-Three pictures per machine, over the image benchmarks and the warm cache unless said:
+Four pictures per machine, over the image benchmarks and the warm cache unless said:
 time per image per decoder across stacks (sequential); thread scaling per decoder
-(workers vs speedup, with the ideal line); cold vs warm (sequential). A missing value
+(workers vs speedup, with the ideal line); cold vs warm (sequential); decode rate against
+image size per decoder (sequential, the newest stack with bench_formats' sizes). A missing value
 leaves a gap, never an error.
 """
 
@@ -139,6 +140,88 @@ def decoders_plot(tables: dict, path: Path) -> bool:
         "Time per image per decoder across stacks"
         " (lower is better; error bars: interquartile range)"
     )
+    _save(fig, path)
+    return True
+
+
+# the image sizes, smallest first: the benchmark classes that time each, sequential and warm
+SIZE_GROUPS = (
+    ("SmallImages", "SmallCodecs"),
+    ("LargeImages", "LargeCodecs"),
+    ("MediumCodecs",),
+    ("CameraCodecs",),
+)
+SIZE_FIXED = {"execution": "sequential", "cache": "warm", "source": "file"}
+SIZE_CLASSES = frozenset(g for groups in SIZE_GROUPS for g in groups)
+
+
+def _size_points(tables: dict, fmt: str, column: str) -> dict[str, list[tuple[float, float]]]:
+    """decoder -> [(megapixels per image, MP/s)] over the sizes, in stack `column`: each size's
+    first class that timed the decoder there."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for groups in SIZE_GROUPS:
+        seen = set()
+        for group in groups:
+            t = tables.get(group)
+            if t is None or column not in [c.stack for c in t.columns]:
+                continue
+            i = [c.stack for c in t.columns].index(column)
+            for decoder in t.levels("decoder"):
+                fixed = {n: v for n, v in SIZE_FIXED.items() if n in t.names}
+                combo = t.combo(decoder=decoder, format=fmt, **fixed)
+                rate = None if combo is None else t.megapixels_per_s(i, combo)
+                if decoder in seen or rate is None:
+                    continue
+                seen.add(decoder)
+                points.setdefault(decoder, []).append((t.loads[i].pixels / 1e6, rate))
+    return points
+
+
+def sizes_plot(tables: dict, path: Path) -> bool:
+    """MP/s against megapixels per image, one line per decoder, JPEG and PNG, in the newest stack
+    where a decoder was timed at a size beyond the two of the pooled grid (bench_formats'
+    MediumCodecs or CameraCodecs): a line needs more than the grid's sizes to say anything."""
+    beyond = {
+        t.loads[i].pixels / 1e6
+        for g in ("MediumCodecs", "CameraCodecs")
+        if g in tables
+        for t in [tables[g]]
+        for i in range(len(t.columns))
+        if t.loads[i].pixels
+    }
+
+    def draws(stack: str) -> bool:
+        return any(
+            p in beyond
+            for f in ("jpeg", "png")
+            for points in _size_points(tables, f, stack).values()
+            for p, _ in points
+        )
+
+    stacks = [c.stack for t in tables.values() for c in t.columns]
+    column = next((s for s in reversed(list(dict.fromkeys(stacks))) if draws(s)), None)
+    if column is None:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
+    for ax, fmt in zip(axes[0], ("jpeg", "png")):
+        for k, (decoder, points) in enumerate(sorted(_size_points(tables, fmt, column).items())):
+            points.sort()
+            ax.plot(
+                [p for p, _ in points],
+                [r for _, r in points],
+                marker="o",
+                color=f"C{k % 10}",
+                linestyle="-" if k < 10 else "--",
+                label=decoder,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("megapixels per image")
+        ax.set_ylabel("MP/s (higher is better)")
+        ax.set_title(f"{fmt}, stack {column} (sequential, warm, from a file)", fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7, ncols=2)
+    fig.suptitle("Decode rate against image size, per decoder")
     _save(fig, path)
     return True
 
@@ -300,6 +383,7 @@ PLOTS = {
     "time per image per decoder": ("decoders", decoders_plot),
     "thread scaling": ("threads", threads_plot),
     "cold vs warm": ("cold-warm", cold_warm_plot),
+    "decode rate against image size": ("sizes", sizes_plot),
 }
 
 

@@ -48,9 +48,7 @@ def _default_loads(group: str) -> tuple[int, int] | None:
     manifests; only for results that predate the bench_sample record."""
     try:
         role, what = suite.LOADS[group]
-        m = datasets.manifest(
-            datasets.SMALL_DEFAULT if role == "small" else datasets.LARGE_DEFAULT
-        )
+        m = datasets.manifest(suite.ROLES[role][1])
         train, height, width = m.source["train"], *m.source["shape"][:2]
         total = train + m.source.get("test", 0)
         if what == "batch":
@@ -403,7 +401,13 @@ def group_section(t: Table) -> list[str]:
 # the main table's rows: per image size, the pooled grid's decoders, then the decoders only
 # bench_codecs times (the same sample's files, every CODECS_STRIDE-th), from a file, warm,
 # sequential
-SUMMARY_GROUPS = (("SmallImages", "SmallCodecs"), ("LargeImages", "LargeCodecs"))
+SUMMARY_GROUPS = (
+    ("SmallImages", "SmallCodecs"),
+    ("LargeImages", "LargeCodecs"),
+    ("JpegVariants", "NewFormats"),  # bench_formats: the large size's other formats
+    ("MediumCodecs",),
+    ("CameraCodecs",),
+)
 SUMMARY_FIXED = {"execution": "sequential", "cache": "warm", "source": "file"}
 
 
@@ -437,7 +441,9 @@ def summary_section(tables: dict[str, Table]) -> list[str]:
         "",
         SPREAD_NOTE,
         "`SmallCodecs` / `LargeCodecs`: decoders timed only by `bench_codecs` (every 4th file of"
-        " the same sample).",
+        " the same sample). `JpegVariants` / `NewFormats` (500x375), `MediumCodecs` (1024x768)"
+        " and `CameraCodecs` (4000x3000): `bench_formats`, on sets of their own"
+        " (datasets/synthetic-formats, -1024, -12mp).",
         "",
         md_table(header, rows),
         "",
@@ -749,7 +755,7 @@ def render(
         images = {
             g: t
             for g, t in timing_tables(all_tables).items()
-            if g in ("SmallImages", "LargeImages")
+            if g in ("SmallImages", "LargeImages") or g in plots.SIZE_CLASSES
         }
         made = plots.write_all(machine, images, out_dir)
         lines += machine_section(machine, benchmarks, all_tables, made)

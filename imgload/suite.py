@@ -45,6 +45,11 @@ LOADS = {
     # a fresh DataLoader's first batch: timed per call (per batch), its batch's images named
     "SmallFirstBatch": ("small", "first-batch"),
     "LargeFirstBatch": ("large", "first-batch"),
+    # bench_formats: the whole sample of its own sets per call
+    "JpegVariants": ("formats", "sample"),
+    "NewFormats": ("formats", "sample"),
+    "MediumCodecs": ("medium", "sample"),
+    "CameraCodecs": ("camera", "sample"),
 }
 
 # bench_codecs times every image decoder from a file and from memory, some seventy
@@ -54,12 +59,30 @@ LOADS = {
 CODECS_STRIDE = 4
 
 
+# dataset role -> (the variable that names another dataset for it, the offline default). The
+# small and large sets carry the whole grid; the other three only bench_formats' classes: every
+# format at the large size, and two more sizes (1024 px, a 12 MP photo), generated, so that a
+# size or a format is one class's question and does not multiply the grid.
+ROLES = {
+    "small": ("IMGLOAD_DATASET", datasets.SMALL_DEFAULT),
+    "large": ("IMGLOAD_LARGE_DATASET", datasets.LARGE_DEFAULT),
+    "formats": ("IMGLOAD_FORMATS_DATASET", "synthetic-formats"),
+    "medium": ("IMGLOAD_MEDIUM_DATASET", "synthetic-1024"),
+    "camera": ("IMGLOAD_CAMERA_DATASET", "synthetic-12mp"),
+}
+
+
+def dataset(role: str) -> str:
+    variable, default = ROLES[role]
+    return os.environ.get(variable, default)
+
+
 def small_dataset() -> str:
-    return os.environ.get("IMGLOAD_DATASET", datasets.SMALL_DEFAULT)
+    return dataset("small")
 
 
 def large_dataset() -> str:
-    return os.environ.get("IMGLOAD_LARGE_DATASET", datasets.LARGE_DEFAULT)
+    return dataset("large")
 
 
 # Every setup_cache's `timeout`. asv stops a setup_cache after this many seconds *without
@@ -84,6 +107,21 @@ def prepare(dataset: str) -> str:
         return str(datasets.prepare(dataset, log=_say))
     except datasets.DatasetError as e:
         raise SystemExit(f"imgload: {e}") from None
+
+
+def prepare_roles() -> dict[str, str | None]:
+    """Every role's dataset, for the record of what one call loads (bench_sample). The small and
+    large sets must prepare, as for their benchmarks; a set bench_formats alone reads may not be
+    writable in this environment (an encoder it lacks): its root is None and its counts n/a, as
+    its benchmarks are here, and the record of the others stands."""
+    roots: dict[str, str | None] = {role: prepare(dataset(role)) for role in ("small", "large")}
+    for role in ROLES.keys() - roots.keys():
+        try:
+            roots[role] = str(datasets.prepare(dataset(role), log=_say))
+        except datasets.DatasetError as e:
+            _say(f"{e}; what its benchmarks load is n/a here")
+            roots[role] = None
+    return roots
 
 
 def _say(msg: str) -> None:
@@ -180,18 +218,19 @@ class FileLoad:
 
 
 class CodecLoad:
-    """One timed call: decode bench_codecs' share of the sample from `source`, sequentially and
-    warm: `file` gives the decoder the path, `memory` the bytes, read here, so the call is the
-    decode alone."""
+    """One timed call: decode bench_codecs' share of the sample (`whole`: all of it, as
+    bench_formats does) from `source`, sequentially and warm: `file` gives the decoder the path,
+    `memory` the bytes, read here, so the call is the decode alone."""
 
-    def __init__(self, root: str, fmt: str, decoder: str, source: str):
+    def __init__(self, root: str, fmt: str, decoder: str, source: str, whole: bool = False):
         self.load = decoders.get(decoder, fmt, source)  # Unavailable (n/a) before any file work
-        files = codec_files(root, fmt)
+        files = datasets.sample_files(root, fmt) if whole else codec_files(root, fmt)
         set_cache("warm", files)
         self.inputs = files if source == "file" else [_read(f) for f in files]
-        # the priming decode, as FileLoad's: lazy imports and library initialisation before timing
+        # the priming decode, as FileLoad's: lazy imports and library initialisation before
+        # timing; for a codec the library reads only if built with it, whether it can (n/a if not)
         prime = datasets.priming_file(root, fmt)
-        self.load(prime if source == "file" else _read(prime))
+        decoders.primed(decoder, fmt, self.load, prime if source == "file" else _read(prime))
 
     def __call__(self):
         load = self.load

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, TINY_CIFAR, TINY_LARGE, TWO_STACK_BENCHMARKS, asv_config
+from .helpers import REPO, TINY_MANIFESTS, TWO_STACK_BENCHMARKS, asv_config, dataset_env
 
 sys.path.insert(0, str(REPO))
 
@@ -16,9 +16,9 @@ from imgload import datasets  # noqa: E402
 @pytest.fixture(scope="session")
 def manifests(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("manifests")
-    (d / "tiny-cifar.toml").write_text(TINY_CIFAR)
-    (d / "tiny-large.toml").write_text(TINY_LARGE)
-    return {"small": d / "tiny-cifar.toml", "large": d / "tiny-large.toml"}
+    for name, text in TINY_MANIFESTS.values():
+        (d / name).write_text(text)
+    return {role: d / name for role, (name, _) in TINY_MANIFESTS.items()}
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,9 @@ def tiny_large(manifests, data_dir) -> Path:
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for var in ("IMGLOAD_DATA_DIR", "IMGLOAD_PROFILE", "IMGLOAD_DATASET", "IMGLOAD_LARGE_DATASET"):
+    from imgload import suite
+
+    for var in ("IMGLOAD_DATA_DIR", "IMGLOAD_PROFILE", *(v for v, _ in suite.ROLES.values())):
         monkeypatch.delenv(var, raising=False)
     return os.environ
 
@@ -53,12 +55,7 @@ def two_stack_run(tmp_path_factory, manifests):
     include = json.loads((REPO / "asv.conf.json").read_text())["include"]
     stacks = [include[0], include[-1]]
     config = asv_config(tmp, stacks)
-    env = dict(
-        os.environ,
-        IMGLOAD_DATASET=str(manifests["small"]),
-        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-        IMGLOAD_DATA_DIR=str(tmp / "data"),
-    )
+    env = dataset_env(manifests, tmp / "data")
     asv = [sys.executable, "-m", "asv"]
     subprocess.run(
         [*asv, "machine", "--yes", "--machine", "imgload-a", "--config", str(config)],

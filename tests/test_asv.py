@@ -3,14 +3,13 @@
 import itertools
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, asv_config, codecs_na_by_design
+from .helpers import REPO, asv_config, codecs_na_by_design, dataset_env, formats_na_by_design
 
 pytestmark = pytest.mark.asv
 ASV = [sys.executable, "-m", "asv"]
@@ -37,12 +36,7 @@ def asv_run(tmp_path_factory, manifests):
     tmp = tmp_path_factory.mktemp("asv")
     stack = json.loads((REPO / "asv.conf.json").read_text())["include"][-1]
     conf_path = asv_config(tmp, [stack])
-    env = dict(
-        os.environ,
-        IMGLOAD_DATASET=str(manifests["small"]),
-        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-        IMGLOAD_DATA_DIR=str(tmp / "data"),
-    )
+    env = dataset_env(manifests, tmp / "data")
     config = ["--config", str(conf_path)]
     subprocess.run(
         [*ASV, "machine", "--yes", "--machine", "imgload-test", *config],
@@ -100,6 +94,8 @@ def test_run_writes_a_result_for_every_benchmark_and_combination(asv_run):
                 expected_na = codecs_na_by_design(
                     combo["decoder"], combo["format"], combo["source"]
                 )
+            if name.startswith("bench_formats."):
+                expected_na = formats_na_by_design(combo["decoder"], combo["format"])
             expected_na |= name.startswith("bench_dataloader.")  # no torch: asv.torch.conf.json
             assert value is not None, f"{name} {combo} failed"
             assert math.isnan(value) == expected_na, f"{name} {combo}: {value}"
@@ -108,8 +104,8 @@ def test_run_writes_a_result_for_every_benchmark_and_combination(asv_run):
 
 def test_each_dataset_is_prepared_once_per_environment(asv_run):
     """The classes inherit benchmarks/common's setup_caches, which asv keys by where they are
-    defined: one for the small set, one for the large, and bench_sample's for both, whatever
-    the number of classes."""
+    defined: one for each set (small, large, and bench_formats' three), and bench_sample's for
+    all, whatever the number of classes."""
     tmp, stack, out = asv_run
     files = [
         p for p in (tmp / "results" / "imgload-test").glob("*.json") if p.name != "machine.json"
@@ -117,8 +113,7 @@ def test_each_dataset_is_prepared_once_per_environment(asv_run):
     durations = json.loads(files[0].read_text())["durations"]
     assert sorted(k.split(":")[0] for k in durations if k.startswith("<setup_cache")) == [
         "<setup_cache bench_sample",
-        "<setup_cache common",
-        "<setup_cache common",
+        *["<setup_cache common"] * 5,
     ], durations
 
 

@@ -24,6 +24,7 @@ from .helpers import (
     alive,
     arrays_equal,
     asv_quick_in_venv,
+    dataset_env,
     git,
     local_asv_config,
     md_tables,
@@ -454,13 +455,7 @@ def test_the_opt_in_stack_builds_verifies_and_measures(tmp_path, manifests, tiny
     (tmp_path / "imgload").symlink_to(REPO / "imgload")
     # the tiny sets as the fixtures prepared them: the stack has no container writers (lmdb,
     # h5py, pyarrow), so its setup_cache must find them complete, as `make data` leaves them
-    env = dict(
-        os.environ,
-        IMGLOAD_DATASET=str(manifests["small"]),
-        IMGLOAD_LARGE_DATASET=str(manifests["large"]),
-        IMGLOAD_DATA_DIR=str(tiny.parent),
-    )
-    env.pop("IMGLOAD_PROFILE", None)
+    env = dataset_env(manifests, tiny.parent)
     asv = [sys.executable, "-m", "asv"]
     machine = ["--machine", "imgload-torch", "--config", str(config)]
     subprocess.run([*asv, "machine", "--yes", *machine], env=env, check=True, capture_output=True)

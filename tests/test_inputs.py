@@ -42,7 +42,10 @@ default = 4
 """
 )
 
-FORMAT_LIST = "a non-empty list of format names from png, jpeg, pickle-p2, pickle-p5, npy"
+FORMAT_LIST = (
+    "a non-empty list of format names from png, jpeg, jpeg-q75, jpeg-q95, jpeg-444,"
+    " jpeg-progressive, webp, avif, jxl, heic, pickle-p2, pickle-p5, npy"
+)
 RESERVED = (
     "expected a name of the dataset's own (downloads, sources, .locks are folders the data dir"
     " keeps for itself)"
