@@ -11,7 +11,7 @@ ASV_ARGS ?=
 FIND_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bench bench-torch quick test check data machine publish preview report clean venv ladder find merge memo
+.PHONY: help bench bench-torch bench-ml quick test check data machine publish preview report clean venv ladder find merge memo
 
 # Every stack in asv.conf.json is built on CPython $(STACK_PYTHON) (README, "Set up"); asv finds it as
 # python$(STACK_PYTHON) on PATH or as the Python it runs under, .venv's. So `make bench` and `make test`
@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # a machine without it gets one line saying so, not a half-built .venv or a failing asv. The same
 # holds for every target that builds stacks: the opt-in torch stack and the ladders' rungs.
 STACK_PYTHON := 3.11
-STACK_GOALS  := bench test bench-torch ladder find
+STACK_GOALS  := bench test bench-torch bench-ml ladder find
 venv_python = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 ifneq ($(filter $(STACK_GOALS),$(MAKECMDGOALS)),)
   found_python := $(shell $(venv_python) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
@@ -63,6 +63,14 @@ bench-torch: data machine
 	$(if $(TORCH_INDEX),PIP_EXTRA_INDEX_URL=$(TORCH_INDEX) )$(ASV) run --config asv.torch.conf.json --show-stderr --record-samples --interleave-rounds HEAD^! -b bench_dataloader -b bench_sample -b ProcessTransfer $(ASV_ARGS)
 	$(MAKE) --no-print-directory publish
 	@echo "results: .asv/results (stack 2026-11-torch)   site: .asv/html/index.html   report: make report"
+
+# the opt-in ML decoders stack (asv.ml.conf.json): torchvision's and TensorFlow's decoders beside the
+# newest stack's NumPy, Pillow and OpenCV, in bench_codecs and bench_formats, then the site. About 4 GB
+# installed (torch 2.14.1 brings CUDA's libraries even for CPU decoding), so make bench never runs it.
+bench-ml: data machine
+	$(ASV) run --config asv.ml.conf.json --show-stderr --record-samples --interleave-rounds HEAD^! -b bench_codecs -b bench_formats -b bench_sample $(ASV_ARGS)
+	$(MAKE) --no-print-directory publish
+	@echo "results: .asv/results (stack 2026-11-ml)   site: .asv/html/index.html   report: make report"
 
 # the whole grid once, in .venv's own stack, on a few files per call: a smoke run, nothing saved
 quick: data machine
@@ -123,6 +131,7 @@ merge: $(STAMP)
 help:
 	@echo "make bench      every stack of asv.conf.json on the default data, then the site (ASV_ARGS='-b SmallImages')"
 	@echo "make bench-torch  the opt-in PyTorch stack: a real DataLoader beside the suite's pools (TORCH_INDEX=...)"
+	@echo "make bench-ml   the opt-in ML decoders stack: torchvision and TensorFlow beside the other decoders"
 	@echo "make test       make check, then the test suite (PYTEST_ARGS='-k verdict')"
 	@echo "make quick      the whole grid once in .venv's own stack, a few files per call, nothing saved"
 	@echo "make data       prepare IMGLOAD_DATASET / IMGLOAD_LARGE_DATASET (default: the offline sets)"

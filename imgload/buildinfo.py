@@ -31,8 +31,11 @@ OPENCV_KEYS = (
     "Dispatched code generation",
     "Parallel framework",
     "Intel IPP",
+    "WEBP",
+    "AVIF",
+    "JPEG XL",
 )
-PIL_FEATURES = ("libjpeg_turbo", "jpg", "zlib")
+PIL_FEATURES = ("libjpeg_turbo", "jpg", "zlib", "webp", "avif")
 
 
 def cpu_model() -> str:
@@ -239,6 +242,43 @@ def skimage() -> dict | None:
     return {"version": mod.__version__, "imageio": _dist("imageio")}
 
 
+def pillow_plugins() -> dict | None:
+    """The plugins through which Pillow (and imageio and scikit-image) read HEIC and JPEG XL."""
+    heif = _import("pillow_heif")
+    jxl = _dist("pillow-jxl-plugin")
+    if heif is None and jxl is None:
+        return None
+    return {
+        "pillow_heif": None if heif is None else heif.__version__,
+        "libheif": None if heif is None else heif.libheif_version(),
+        "pillow_jxl": jxl,
+    }
+
+
+def torchvision() -> dict | None:
+    """torchvision and the codec libraries its wheel bundles (in torchvision.libs)."""
+    tv = _import("torchvision")
+    if tv is None:
+        return None
+    found: dict[str, str] = {}
+    libs = os.path.join(os.path.dirname(os.path.dirname(tv.__file__)), "torchvision.libs")
+    for name in sorted(os.listdir(libs)) if os.path.isdir(libs) else []:
+        if name.startswith(("libjpeg", "libpng")):
+            found.update(banners(os.path.join(libs, name)))
+    return {
+        "version": tv.__version__,
+        "torch": _dist("torch"),
+        "jpeg": _codec(found, "libjpeg-turbo"),
+        "png": _codec(found, "libpng"),
+    }
+
+
+def tensorflow() -> dict | None:
+    if _dist("tensorflow-cpu") is None and _dist("tensorflow") is None:
+        return None  # not imported to find out: TensorFlow takes seconds to import
+    return {"version": _dist("tensorflow-cpu") or _dist("tensorflow")}
+
+
 def collect() -> dict:
     numpy = _import("numpy")
     return {
@@ -255,4 +295,7 @@ def collect() -> dict:
         "pyspng": pyspng(),
         "ajpegli": ajpegli(),
         "skimage": skimage(),
+        "pillow_plugins": pillow_plugins(),
+        "torchvision": torchvision(),
+        "tensorflow": tensorflow(),
     }

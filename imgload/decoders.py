@@ -266,6 +266,60 @@ def _skimage(fmt: str, source: str) -> Load:
     return lambda path: _rgb(skio.imread(path), path)
 
 
+# ------------------------------------------------------------------ the opt-in ML stack's
+# torchvision and TensorFlow are large (a gigabyte or more with their dependencies), so only the
+# stack of asv.ml.conf.json has them (`make bench-ml`); everywhere else they are n/a, saying so.
+
+ML_STACK = "the opt-in ML decoders stack (asv.ml.conf.json, make bench-ml)"
+
+
+def _require_ml(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise Unavailable(f"{module} is not installed here: it is in {ML_STACK} ({e})") from None
+
+
+def _torchvision(fmt: str, source: str) -> Load:
+    """torchvision.io's CPU decoders (libjpeg-turbo, libpng and libwebp, bundled in its wheel),
+    as its users call them: the file read by `read_file`, or the bytes as a uint8 tensor; the
+    C x H x W tensor comes back as an H x W x C view, without a copy (a loader would keep the
+    tensor: a copy to HWC would be a cost torchvision's users do not pay)."""
+    import warnings
+
+    tio = _require_ml("torchvision.io")
+    import torch  # torchvision imported it
+
+    # torch.frombuffer warns for read-only bytes; the decoders only read them
+    warnings.filterwarnings("ignore", message="The given buffer is not writable")
+    decode = {"png": tio.decode_png, "jpeg": tio.decode_jpeg, "webp": tio.decode_webp}[fmt]
+    rgb = tio.ImageReadMode.RGB
+
+    def from_tensor(data, src) -> np.ndarray:
+        return _rgb(decode(data, mode=rgb).permute(1, 2, 0).numpy(), src)
+
+    if source == "memory":
+        return lambda data: from_tensor(torch.frombuffer(data, dtype=torch.uint8), data)
+    return lambda path: from_tensor(tio.read_file(path), path)
+
+
+def _tensorflow(fmt: str, source: str) -> Load:
+    """`tf.io.decode_image` on the CPU (eagerly, one call per image, as a tf.data map function
+    runs it once traced): the file read by `tf.io.read_file`, or the bytes as a string tensor."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no start-up banner on every import
+    tf = _require_ml("tensorflow")
+
+    def decode(contents, src) -> np.ndarray:
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        return _rgb(image.numpy(), src)
+
+    if source == "memory":
+        return lambda data: decode(tf.constant(data), data)
+    return lambda path: decode(tf.io.read_file(path), path)
+
+
 # ------------------------------------------------------------------ array files
 
 
@@ -304,6 +358,8 @@ LOADERS: dict[str, tuple[frozenset[str], Callable[[str, str], Load]]] = {
     "pyspng": (frozenset({"png"}), _pyspng),
     "ajpegli": (frozenset({"jpeg"}), _ajpegli),
     "skimage": (_PILLOW_READS, _skimage),
+    "torchvision": (_MAIN | {"webp"}, _torchvision),
+    "tensorflow": (_MAIN | {"webp"}, _tensorflow),
     "pickle": (frozenset({"pickle-p2", "pickle-p5"}), _pickle),
     "numpy": (frozenset({"pickle-p2", "pickle-p5", "npy"}), _numpy),
 }
@@ -319,6 +375,8 @@ ALL_IMAGE_DECODERS = IMAGE_DECODERS + (
     "pyspng",
     "ajpegli",
     "skimage",
+    "torchvision",  # these two in the opt-in ML stack only (ML_STACK)
+    "tensorflow",
 )
 ARRAY_LOADERS = ("pickle", "numpy")
 

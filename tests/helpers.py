@@ -372,14 +372,16 @@ def snapshot(root) -> dict:
 
 
 def codecs_na_by_design(decoder: str, fmt: str, source: str) -> bool:
-    """n/a by design: a format the decoder does not read, skimage from memory, or
-    PyTurboJPEG where this machine has no usable libturbojpeg."""
+    """n/a by design: a format the decoder does not read, skimage from memory, PyTurboJPEG where
+    this machine has no usable libturbojpeg, or torchvision and TensorFlow outside the opt-in ML
+    stack."""
     from imgload import decoders
 
     try:
         decoders.get(decoder, fmt, source)
     except decoders.Unavailable as e:
-        return any(reason in str(e) for reason in ("does not read", "not bytes", "libturbojpeg"))
+        reasons = ("does not read", "not bytes", "libturbojpeg", "opt-in ML decoders stack")
+        return any(reason in str(e) for reason in reasons)
     return False
 
 

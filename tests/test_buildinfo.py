@@ -46,6 +46,15 @@ def test_collect_reports_the_libraries_installed_here():
     )
     assert "libjpeg-turbo" in info["opencv"]["JPEG"] and info["opencv"]["PNG"]
     assert info["cpu"] and info["python"].count(".") == 2
+    # what bench_formats' formats are read with: Pillow's libwebp and libavif, its plugins
+    from PIL import features
+
+    assert info["pillow"]["webp"] == features.version("webp")
+    assert info["pillow"]["avif"] == features.version("avif")
+    plugins = info["pillow_plugins"]
+    assert plugins["pillow_heif"] == metadata.version("pillow-heif") and plugins["libheif"]
+    assert plugins["pillow_jxl"] == metadata.version("pillow-jxl-plugin")
+    assert "AVIF" in info["opencv"] and "WEBP" in info["opencv"]
 
 
 DECODER_RECORDS = (
@@ -59,6 +68,7 @@ DECODER_RECORDS = (
     "pyspng",
     "ajpegli",
     "skimage",
+    "torchvision",
 )
 
 

@@ -152,6 +152,8 @@ NEW_LIBRARIES = [
     ("pyspng", "pyspng", "png"),
     ("ajpegli", "ajpegli", "jpeg"),
     ("skimage", "skimage.io", "png"),
+    ("torchvision", "torchvision.io", "jpeg"),
+    ("tensorflow", "tensorflow", "png"),
 ]
 
 
@@ -160,6 +162,13 @@ def test_a_missing_library_is_na_naming_it(monkeypatch, name, module, fmt):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail, installed or not
     with pytest.raises(decoders.Unavailable, match=f"{module} is not installed"):
         decoders.get(name, fmt, "file")
+
+
+@pytest.mark.parametrize("name,module", [("torchvision", "torchvision.io"), ("tensorflow", None)])
+def test_the_ml_decoders_say_which_stack_has_them(monkeypatch, name, module):
+    monkeypatch.setitem(sys.modules, module or name, None)
+    with pytest.raises(decoders.Unavailable, match=r"opt-in ML decoders stack .*make bench-ml"):
+        decoders.get(name, "jpeg", "memory")
 
 
 def _fake_turbojpeg(monkeypatch, init):
@@ -262,3 +271,33 @@ def test_asv_runs_every_codecs_benchmark_or_shows_na_by_design(tmp_path, manifes
             assert value is not None, f"{name} {combo} failed"
             assert math.isnan(value) == codecs_na_by_design(*combo), f"{name} {combo}: {value}"
             assert math.isnan(value) or value > 0
+
+
+def test_the_ml_stack_pins_torchvision_tensorflow_and_the_newest_stack_s_libraries():
+    """One opt-in stack of its own name, exact pins (envcheck's rule): torchvision with the torch
+    it was built for (0.29 with 2.14: PyPI's torchvision does not import beside the torch
+    stack's 2.13.0+cpu), TensorFlow's CPU build, and NumPy, Pillow and OpenCV at the newest
+    default stack's versions, so that its decoders sit beside the others; the same folders as
+    asv.conf.json, so the report shows it as one more stack."""
+    import json
+
+    from imgload import envcheck
+
+    from .helpers import REPO
+
+    conf = json.loads((REPO / "asv.ml.conf.json").read_text())
+    default = json.loads((REPO / "asv.conf.json").read_text())
+    [stack] = conf["include"]
+    name = stack["env"]["IMGLOAD_STACK"]
+    pins = envcheck.stack_pins(conf, name)
+    assert (pins["torch"], pins["torchvision"]) == ("2.14.1", "0.29.1")
+    assert "tensorflow-cpu" in pins and "tensorflow" not in pins
+    newest = default["include"][-1]["req"]
+    for lib in ("numpy", "pillow", "opencv-python-headless", "asv_runner", "pooch"):
+        assert pins[lib] == newest[lib], lib
+    assert name not in {e["env"]["IMGLOAD_STACK"] for e in default["include"]}
+    for key in ("results_dir", "html_dir", "env_dir", "benchmark_dir", "repo", "pythons"):
+        assert conf[key] == default[key], key
+    assert conf["install_command"] == [
+        "in-dir={conf_dir} python -m imgload.envcheck asv.ml.conf.json"
+    ]
