@@ -95,6 +95,9 @@ BANNERS = {
     # Rust crates (kornia-rs): their source paths, e.g. .../zune-jpeg-0.5.15/src/...
     "zune-jpeg": rb"zune-jpeg-(\d+\.\d+\.\d+)",
     "png crate": rb"/png-(\d+\.\d+\.\d+)/",
+    # the AV1 decoder libheif reads AVIF with, in libvips (pyvips-binary)
+    "libaom": rb"AOMedia Project AV1 Decoder v(\d+\.\d+\.\d+)",
+    "dav1d": rb"dav1d (\d+\.\d+\.\d+)",
 }
 
 
@@ -184,6 +187,7 @@ def pyvips() -> dict | None:
         "binary": _dist("pyvips-binary"),
         "jpeg": _codec(found, "libjpeg-turbo", "mozjpeg"),
         "png": _codec(found, "libpng"),
+        "avif": _codec(found, "dav1d", "libaom"),
     }
 
 
@@ -270,6 +274,7 @@ def torchvision() -> dict | None:
         "torch": _dist("torch"),
         "jpeg": _codec(found, "libjpeg-turbo"),
         "png": _codec(found, "libpng"),
+        "avif": _codec(found, "dav1d", "libaom"),
     }
 
 

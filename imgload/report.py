@@ -573,6 +573,7 @@ BUILD_ROWS = (
     ("pyvips libvips", _lib("pyvips", "libvips")),
     ("pyvips JPEG", _lib("pyvips", "jpeg")),
     ("pyvips PNG", _lib("pyvips", "png")),
+    ("pyvips AVIF (AV1 decoder)", _lib("pyvips", "avif")),
     ("PyTurboJPEG libturbojpeg", _lib("turbojpeg", "libturbojpeg")),
     ("kornia-rs JPEG", _lib("kornia_rs", "jpeg")),
     ("kornia-rs PNG", _lib("kornia_rs", "png")),

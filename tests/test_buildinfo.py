@@ -85,12 +85,14 @@ def test_banners_read_codec_versions_from_a_binary(tmp_path):
     binary.write_bytes(
         b"\x00libjpeg-turbo version 3.1.2 (build 20251010)\x00inflate 1.2.11 Copyright 1995-2017"
         b"\x00/cargo/registry/src/zune-jpeg-0.5.15/src/mcu.rs\x00/root/png-0.18.1/src/decoder.rs\x00"
+        b"\x00AOMedia Project AV1 Decoder v3.15.1\x00"
     )
     assert buildinfo.banners(binary) == {
         "libjpeg-turbo": "3.1.2",
         "zlib": "1.2.11",
         "zune-jpeg": "0.5.15",
         "png crate": "0.18.1",
+        "libaom": "3.15.1",
     }
     assert buildinfo.banners(tmp_path / "missing.so") == {} and buildinfo.banners(None) == {}
 
