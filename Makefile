@@ -65,7 +65,7 @@ bench-torch: data machine
 	@echo "results: .asv/results (stack 2026-11-torch)   site: .asv/html/index.html   report: make report"
 
 # the opt-in ML decoders stack (asv.ml.conf.json): torchvision's and TensorFlow's decoders beside the
-# newest stack's NumPy, Pillow and OpenCV, in bench_codecs and bench_formats, then the site. About 4 GB
+# newest stack's NumPy, Pillow and OpenCV, in bench_codecs and bench_formats, then the site. About 7 GB
 # installed (torch 2.14.1 brings CUDA's libraries even for CPU decoding), so make bench never runs it.
 bench-ml: data machine
 	$(ASV) run --config asv.ml.conf.json --show-stderr --record-samples --interleave-rounds HEAD^! -b bench_codecs -b bench_formats -b bench_sample $(ASV_ARGS)
