@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .execution import parse as parse_execution  # noqa: E402
 from .files import replacing  # noqa: E402
+from .report import AT_A_GLANCE, SIZE_GROUPS  # noqa: E402  (report imports this module lazily)
 
 NEEDED = {"decoder", "format", "execution", "cache"}
 DPI = 110
@@ -144,17 +145,6 @@ def decoders_plot(tables: dict, path: Path) -> bool:
     return True
 
 
-# the image sizes, smallest first: the benchmark classes that time each, sequential and warm
-SIZE_GROUPS = (
-    ("SmallImages", "SmallCodecs"),
-    ("LargeImages", "LargeCodecs"),
-    ("MediumCodecs",),
-    ("CameraCodecs",),
-)
-SIZE_FIXED = {"execution": "sequential", "cache": "warm", "source": "file"}
-SIZE_CLASSES = frozenset(g for groups in SIZE_GROUPS for g in groups)
-
-
 def _size_points(tables: dict, fmt: str, column: str) -> dict[str, list[tuple[float, float]]]:
     """decoder -> [(megapixels per image, MP/s)] over the sizes, in stack `column`: each size's
     first class that timed the decoder there."""
@@ -167,7 +157,7 @@ def _size_points(tables: dict, fmt: str, column: str) -> dict[str, list[tuple[fl
                 continue
             i = [c.stack for c in t.columns].index(column)
             for decoder in t.levels("decoder"):
-                fixed = {n: v for n, v in SIZE_FIXED.items() if n in t.names}
+                fixed = {n: v for n, v in AT_A_GLANCE.items() if n in t.names}
                 combo = t.combo(decoder=decoder, format=fmt, **fixed)
                 rate = None if combo is None else t.megapixels_per_s(i, combo)
                 if decoder in seen or rate is None:

@@ -401,14 +401,23 @@ def group_section(t: Table) -> list[str]:
 # the main table's rows: per image size, the pooled grid's decoders, then the decoders only
 # bench_codecs times (the same sample's files, every CODECS_STRIDE-th), from a file, warm,
 # sequential
-SUMMARY_GROUPS = (
+# the image sizes, smallest first: the benchmark classes that time each (the table at a glance
+# and the plot of decode rate against size)
+SIZE_GROUPS = (
     ("SmallImages", "SmallCodecs"),
     ("LargeImages", "LargeCodecs"),
-    ("JpegVariants", "NewFormats"),  # bench_formats: the large size's other formats
     ("MediumCodecs",),
     ("CameraCodecs",),
 )
-SUMMARY_FIXED = {"execution": "sequential", "cache": "warm", "source": "file"}
+SIZE_CLASSES = frozenset(g for groups in SIZE_GROUPS for g in groups)
+# what a timing is read at, in the table at a glance and the plots of sizes: sequential, warm,
+# from a file (each only where the benchmark has that parameter)
+AT_A_GLANCE = {"execution": "sequential", "cache": "warm", "source": "file"}
+SUMMARY_GROUPS = (
+    *SIZE_GROUPS[:2],  # 32x32, 500x375
+    ("JpegVariants", "NewFormats"),  # bench_formats: the large size's other formats
+    *SIZE_GROUPS[2:],  # 1024x768, 12 MP
+)
 
 
 def summary_section(tables: dict[str, Table]) -> list[str]:
@@ -422,7 +431,7 @@ def summary_section(tables: dict[str, Table]) -> list[str]:
                 continue
             header = header or ["images", "decoder", "format"] + [c.stack for c in t.columns]
             for combo in t.bench.combos:
-                if any(n in t.names and combo[t.index(n)] != v for n, v in SUMMARY_FIXED.items()):
+                if any(n in t.names and combo[t.index(n)] != v for n, v in AT_A_GLANCE.items()):
                     continue
                 decoder, fmt = combo[t.index("decoder")], combo[t.index("format")]
                 cells = [
@@ -771,7 +780,7 @@ def render(
         images = {
             g: t
             for g, t in timing_tables(all_tables).items()
-            if g in ("SmallImages", "LargeImages") or g in plots.SIZE_CLASSES
+            if g in SIZE_CLASSES  # the image benchmarks at every size
         }
         made = plots.write_all(machine, images, out_dir)
         lines += machine_section(machine, benchmarks, all_tables, made)

@@ -499,6 +499,33 @@ def write_stack_results(
     return path
 
 
+def one_stack_results(tmp: Path, stack: str, rows: dict) -> Path:
+    """A results folder as asv leaves it (benchmarks.json, machine `box`, one stack's results
+    file) for the report's tests: `rows` maps benchmark name -> (param names, params as asv
+    writes them, one value per combination); bench_sample's records are tracks, the rest
+    timings. Returns the folder."""
+    folder = tmp / "results"
+    (folder / "box").mkdir(parents=True)
+    benchmarks = {"version": 2}
+    for key, (names, params, _) in rows.items():
+        kind = "track" if key.startswith("bench_sample.") else "time"
+        unit = "seconds" if kind == "time" else "unit"
+        benchmarks[key] = dict(
+            name=key, type=kind, unit=unit, version="1", params=params, param_names=names
+        )
+    (folder / "benchmarks.json").write_text(json.dumps(benchmarks))
+    machine = {"machine": "box", "cpu": "CPU", "num_cpu": "2", "os": "Linux", "version": 1}
+    (folder / "box" / "machine.json").write_text(json.dumps(machine))
+    write_stack_results(
+        folder / "box",
+        machine,
+        stack,
+        ["result", "params", "version"],
+        {key: [values, params, "1"] for key, (_, params, values) in rows.items()},
+    )
+    return folder
+
+
 def local_asv_config(tmp: Path, source: str = "asv.conf.json", **extra) -> Path:
     """A copy of the repository's asv config `source` whose environments, results and site go
     to `tmp`, written under the same name (the name install_command hands envcheck)."""

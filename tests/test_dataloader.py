@@ -28,9 +28,9 @@ from .helpers import (
     git,
     local_asv_config,
     md_tables,
+    one_stack_results,
     reaped,
     sequential_arrays,
-    write_stack_results,
 )
 
 # pytest resets warning filters per test; imgload.dataloader silences these two for the
@@ -110,31 +110,13 @@ def test_the_report_times_a_first_batch_per_batch_and_names_its_images(tmp_path)
     images = "bench_sample.Sample.track_images_per_call"
     grid = [["'cv2'"], ["'jpeg'"], ["0", "2"], ["'warm'"]]
     names = ["decoder", "format", "num_workers", "cache"]
-    bench = {"version": 2}
-    for key, kind, params, pnames in (
-        (first, "time", grid, names),
-        (epoch, "time", grid, names),
-        (images, "track", [["'SmallFirstBatch'", "'SmallDataLoader'"]], ["benchmark"]),
-    ):
-        unit = "seconds" if kind == "time" else "images"
-        bench[key] = dict(
-            name=key, type=kind, unit=unit, version="1", params=params, param_names=pnames
-        )
-    folder = tmp_path / "results"
-    (folder / "box").mkdir(parents=True)
-    (folder / "benchmarks.json").write_text(json.dumps(bench))
-    machine = {"machine": "box", "cpu": "CPU", "num_cpu": "2", "os": "Linux", "version": 1}
-    (folder / "box" / "machine.json").write_text(json.dumps(machine))
-    columns = ["result", "params", "version"]
-    write_stack_results(
-        folder / "box",
-        machine,
+    folder = one_stack_results(
+        tmp_path,
         "s",
-        columns,
         {
-            first: [[0.0017, 0.085], grid, "1"],
-            epoch: [[0.032, 0.040], grid, "1"],
-            images: [[32, 1000], bench[images]["params"], "1"],
+            first: (names, grid, [0.0017, 0.085]),
+            epoch: (names, grid, [0.032, 0.040]),
+            images: (["benchmark"], [["'SmallFirstBatch'", "'SmallDataLoader'"]], [32, 1000]),
         },
     )
     text = report.render(folder, tmp_path / "out").read_text()

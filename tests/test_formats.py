@@ -3,7 +3,6 @@
 (imgload.decoders), what a stack that cannot write one does, and the classes under a real asv."""
 
 import itertools
-import json
 import math
 import sys
 
@@ -230,7 +229,7 @@ def test_the_report_shows_formats_and_sizes_at_a_glance_and_draws_rate_against_s
     report draws the decode rate against the image size."""
     from imgload import report
 
-    from .helpers import md_tables, write_stack_results
+    from .helpers import md_tables, one_stack_results
 
     two = [["'cv2'", "'pil'"]]
     grid = {  # benchmark -> (param names, params, seconds per call for cv2 then pil)
@@ -271,29 +270,9 @@ def test_the_report_shows_formats_and_sizes_at_a_glance_and_draws_rate_against_s
         "bench_sample.Sample.track_images_per_call": [8, 8, 8, 8, 2],
         "bench_sample.Sample.track_pixels_per_image": [187500, 187500, 187500, 786432, 12000000],
     }
-    bench = {"version": 2}
-    rows = {}
-    for key, (names, params, values) in grid.items():
-        bench[key] = dict(
-            name=key, type="time", unit="seconds", version="1", params=params, param_names=names
-        )
-        rows[key] = [values, params, "1"]
-    for key, values in counts.items():
-        bench[key] = dict(
-            name=key,
-            type="track",
-            unit="unit",
-            version="1",
-            params=[groups],
-            param_names=["benchmark"],
-        )
-        rows[key] = [values, [groups], "1"]
-    folder = tmp_path / "results"
-    (folder / "box").mkdir(parents=True)
-    (folder / "benchmarks.json").write_text(json.dumps(bench))
-    machine = {"machine": "box", "cpu": "CPU", "num_cpu": "2", "os": "Linux", "version": 1}
-    (folder / "box" / "machine.json").write_text(json.dumps(machine))
-    write_stack_results(folder / "box", machine, "s", ["result", "params", "version"], rows)
+    rows = dict(grid)
+    rows.update({key: (["benchmark"], [groups], values) for key, values in counts.items()})
+    folder = one_stack_results(tmp_path, "s", rows)
     out = tmp_path / "out"
     text = report.render(folder, out).read_text()
     glance = md_tables(text[text.index("### Decoders at a glance") :])[0]
