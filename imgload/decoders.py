@@ -22,8 +22,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .materialize import CODEC
-
 Load = Callable[[str | bytes], np.ndarray]
 SOURCES = ("file", "memory")
 
@@ -381,6 +379,12 @@ ALL_IMAGE_DECODERS = IMAGE_DECODERS + (
 ARRAY_LOADERS = ("pickle", "numpy")
 
 
+def codec(fmt: str) -> str:
+    """The codec that reads `fmt` files: a decoder that reads JPEG reads every JPEG variant
+    (materialize's jpeg-q75, jpeg-444, ...); every other format is its own codec."""
+    return "jpeg" if fmt.startswith("jpeg-") else fmt
+
+
 def get(name: str, fmt: str, source: str = "file") -> Load:
     """The loader `name` for `fmt` files from `source`; Unavailable if it cannot do that here."""
     try:
@@ -389,10 +393,9 @@ def get(name: str, fmt: str, source: str = "file") -> Load:
         raise ValueError(f"unknown loader {name!r}; known: {', '.join(LOADERS)}") from None
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
-    codec = CODEC.get(fmt, fmt)
-    if codec not in formats:
+    if codec(fmt) not in formats:
         raise Unavailable(f"{name} does not read {fmt} files")
-    return build(codec, source)
+    return build(codec(fmt), source)
 
 
 def primed(name: str, fmt: str, load: Load, src: str | bytes) -> np.ndarray:
@@ -402,7 +405,7 @@ def primed(name: str, fmt: str, load: Load, src: str | bytes) -> np.ndarray:
     try:
         return load(src)
     except Exception as e:
-        if CODEC.get(fmt, fmt) not in BUILD_DEPENDENT:
+        if codec(fmt) not in BUILD_DEPENDENT:
             raise
         said = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise Unavailable(f"{name} cannot read {fmt} files in this environment: {said}") from None

@@ -42,8 +42,6 @@ SUFFIX = {
     "pickle-p5": ".pkl",
     "npy": ".npy",
 }
-# the codec that reads a format: a decoder that reads JPEG reads every JPEG variant
-CODEC = {fmt: "jpeg" if fmt.startswith("jpeg") else fmt for fmt in FORMATS}
 
 # Baseline JPEG, 4:2:0 chroma subsampling (what cameras and ImageNet files mostly use).
 JPEG_QUALITY = 90
