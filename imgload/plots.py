@@ -145,11 +145,11 @@ def decoders_plot(tables: dict, path: Path) -> bool:
     return True
 
 
-def _size_points(tables: dict, fmt: str, column: str) -> dict[str, list[tuple[float, float]]]:
-    """decoder -> [(megapixels per image, MP/s)] over the sizes, in stack `column`: each size's
-    first class that timed the decoder there."""
-    points: dict[str, list[tuple[float, float]]] = {}
-    for groups in SIZE_GROUPS:
+def _size_points(tables: dict, fmt: str, column: str) -> dict[str, list[tuple[float, float, int]]]:
+    """decoder -> [(megapixels per image, MP/s, index of the size in SIZE_GROUPS)] over the sizes,
+    in stack `column`: each size's first class that timed the decoder there."""
+    points: dict[str, list[tuple[float, float, int]]] = {}
+    for size, groups in enumerate(SIZE_GROUPS):
         seen = set()
         for group in groups:
             t = tables.get(group)
@@ -163,7 +163,7 @@ def _size_points(tables: dict, fmt: str, column: str) -> dict[str, list[tuple[fl
                 if decoder in seen or rate is None:
                     continue
                 seen.add(decoder)
-                points.setdefault(decoder, []).append((t.loads[i].pixels / 1e6, rate))
+                points.setdefault(decoder, []).append((t.loads[i].pixels / 1e6, rate, size))
     return points
 
 
@@ -171,21 +171,13 @@ def sizes_plot(tables: dict, path: Path) -> bool:
     """MP/s against megapixels per image, one line per decoder, JPEG and PNG, in the newest stack
     where a decoder was timed at a size beyond the two of the pooled grid (bench_formats'
     MediumCodecs or CameraCodecs): a line needs more than the grid's sizes to say anything."""
-    beyond = {
-        t.loads[i].pixels / 1e6
-        for g in ("MediumCodecs", "CameraCodecs")
-        if g in tables
-        for t in [tables[g]]
-        for i in range(len(t.columns))
-        if t.loads[i].pixels
-    }
 
-    def draws(stack: str) -> bool:
+    def draws(stack: str) -> bool:  # a point beyond the pooled grid's two sizes
         return any(
-            p in beyond
+            size >= 2
             for f in ("jpeg", "png")
             for points in _size_points(tables, f, stack).values()
-            for p, _ in points
+            for _, _, size in points
         )
 
     stacks = [c.stack for t in tables.values() for c in t.columns]
@@ -197,8 +189,8 @@ def sizes_plot(tables: dict, path: Path) -> bool:
         for k, (decoder, points) in enumerate(sorted(_size_points(tables, fmt, column).items())):
             points.sort()
             ax.plot(
-                [p for p, _ in points],
-                [r for _, r in points],
+                [p for p, _, _ in points],
+                [r for _, r, _ in points],
                 marker="o",
                 color=f"C{k % 10}",
                 linestyle="-" if k < 10 else "--",
